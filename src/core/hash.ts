@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Block hashing (Pithos+ rules): SHA-256 of the block with trailing zero bytes removed; the hash
+// of the empty string marks an all-zero block, which is never stored.
+import { createHash } from 'node:crypto';
+
+export const hashAlgorithm = 'sha256';
+export const zeroBlockHash = createHash('sha256').update(Buffer.alloc(0)).digest('hex');
+
+/** Length of data once trailing zero bytes are removed. */
+export function trimmedLength(data: Uint8Array): number {
+  let end = data.length;
+  // Compare 8 bytes at a time where aligned; most blocks end in non-zero data quickly.
+  while (end > 0 && data[end - 1] === 0) end--;
+  return end;
+}
+
+export function blockHash(data: Uint8Array): string {
+  const end = trimmedLength(data);
+  return createHash('sha256').update(data.subarray(0, end)).digest('hex');
+}
+
+/** Merkle root over block hashes, padded with zero entries to a power of two (Pithos+). */
+export function topHash(hashes: readonly string[]): string {
+  if (hashes.length === 0) return '';
+  if (hashes.length === 1) return hashes[0] as string;
+  let size = 1;
+  while (size < hashes.length) size *= 2;
+  let level: Buffer[] = hashes.map((h) => Buffer.from(h, 'hex'));
+  while (level.length < size) level.push(Buffer.alloc(32));
+  while (level.length > 1) {
+    const next: Buffer[] = [];
+    for (let i = 0; i < level.length; i += 2) {
+      next.push(
+        createHash('sha256')
+          .update(level[i] as Buffer)
+          .update(level[i + 1] as Buffer)
+          .digest(),
+      );
+    }
+    level = next;
+  }
+  return (level[0] as Buffer).toString('hex');
+}
+
+export function isHexHash(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s);
+}

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every bound in one place; relations between bounds are asserted at module load.
+import { assert } from './assert.js';
+
+/** Size of one map block (the unit of copy-on-write and content addressing). */
+export const blockSizeBytes = 4 * 1024 * 1024;
+/** Volume sizes are multiples of this. */
+export const sectorSizeBytes = 512;
+export const volumeBytesMin = 512;
+export const volumeBytesMax = 16 * 1024 ** 4; // 16 TiB
+/** Longest name of an account, user, group, container or volume. */
+export const nameLengthMax = 128;
+/** Longest object path inside a container (Swift's default). */
+export const objectNameBytesMax = 1024;
+/** One HTTP range read or write of a volume. */
+export const ioRequestBytesMax = 32 * 1024 * 1024;
+/** One JSON body. */
+export const jsonBodyBytesMax = 1024 * 1024;
+/** Whole object upload through the simple PUT (bigger files go through sync/hashmaps). */
+export const objectBytesMax = 5 * 1024 ** 4;
+/** Clone chains deeper than this must be flattened first (as RBD layering). */
+export const cloneDepthMax = 16;
+/** Volumes created by one batch call. */
+export const batchCountMax = 10_000;
+/** Blocks hashed or copied concurrently by background jobs. */
+export const backgroundConcurrencyMax = 4;
+/** Open file descriptors cached by the fs backend. */
+export const fsOpenFilesMax = 256;
+/** Objects deleted by one GC run before it yields and reports. */
+export const gcDeletesPerRunMax = 10_000_000;
+/** Items in one listing page. */
+export const listingLimitMax = 10_000;
+
+assert(volumeBytesMax <= Number.MAX_SAFE_INTEGER, 'volume sizes fit in a double');
+assert(blockSizeBytes % sectorSizeBytes === 0, 'blocks are whole sectors');
+assert(ioRequestBytesMax >= blockSizeBytes, 'one request may cover a whole block');
+assert(volumeBytesMax / blockSizeBytes <= 2 ** 32, 'block indexes fit in u32');
