@@ -95,7 +95,12 @@ export interface Atoll {
   createVolumes(caller: Principal, request: CreateVolumeRequest): Promise<VolumeInfo[]>;
   listVolumes(caller: Principal): Promise<VolumeInfo[]>;
   volumeInfo(caller: Principal, name: string): Promise<VolumeInfo>;
-  resizeVolume(caller: Principal, name: string, sizeBytes: number, force: boolean): Promise<VolumeInfo>;
+  resizeVolume(
+    caller: Principal,
+    name: string,
+    sizeBytes: number,
+    force: boolean,
+  ): Promise<VolumeInfo>;
   deleteVolume(caller: Principal, name: string): Promise<void>;
   flattenVolume(caller: Principal, name: string): Promise<VolumeInfo>;
   /** The volume's I/O pipeline; writable volumes have one writer handle shared by all callers. */
@@ -105,7 +110,12 @@ export interface Atoll {
   listSnapshots(caller: Principal): Promise<SnapshotInfo[]>;
   snapshotInfo(caller: Principal, name: string): Promise<SnapshotInfo>;
 
-  putObject(caller: Principal, path: ObjectPath, body: Readable, contentType?: string): Promise<ObjectInfo>;
+  putObject(
+    caller: Principal,
+    path: ObjectPath,
+    body: Readable,
+    contentType?: string,
+  ): Promise<ObjectInfo>;
   getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo>;
   /** Checks access and range before resolving; the stream then yields exactly lengthBytes. */
   readObject(

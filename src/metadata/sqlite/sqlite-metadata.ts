@@ -1,0 +1,479 @@
+// SPDX-License-Identifier: Apache-2.0
+// SQLite metadata (better-sqlite3 12, WAL, synchronous=FULL so a committed flush survives power
+// loss). Calls are synchronous underneath; the async surface matches the PostgreSQL repository.
+import Database from 'better-sqlite3';
+import { assert } from '../../core/assert.js';
+import { StoreError } from '../../core/errors.js';
+import type {
+  EntryKindCode,
+  EntryRow,
+  MapRow,
+  Metadata,
+  NewObject,
+  NewSnapshot,
+  NewVolume,
+  ObjectRow,
+  SnapshotRow,
+  TokenRow,
+  VolumeMapUpdate,
+  VolumeRow,
+} from '../metadata.js';
+import { migrations } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => {
+  assert(typeof v === 'number' || typeof v === 'bigint', 'numeric column');
+  return Number(v);
+};
+const str = (v: unknown): string => {
+  assert(typeof v === 'string', 'text column');
+  return v;
+};
+
+function toMap(r: Row): MapRow {
+  return {
+    id: num(r.id),
+    sizeBytes: num(r.size_bytes),
+    parentId: r.parent_id === null ? null : num(r.parent_id),
+    parentLimitBytes: num(r.parent_limit_bytes),
+    depth: num(r.depth),
+    frozen: num(r.frozen) === 1,
+    hashed: num(r.hashed) === 1,
+  };
+}
+function toVolume(r: Row): VolumeRow {
+  return {
+    id: str(r.id),
+    account: str(r.account),
+    name: str(r.name),
+    sizeBytes: num(r.size_bytes),
+    epoch: num(r.epoch),
+    mapId: num(r.map_id),
+    origin: r.origin === null ? null : str(r.origin),
+    createdMs: num(r.created_ms),
+  };
+}
+function toObject(r: Row): ObjectRow {
+  return {
+    account: str(r.account),
+    container: str(r.container),
+    name: str(r.name),
+    mapId: num(r.map_id),
+    sizeBytes: num(r.size_bytes),
+    contentType: str(r.content_type),
+    hash: str(r.hash),
+    etag: str(r.etag),
+    modifiedMs: num(r.modified_ms),
+  };
+}
+function toSnapshot(r: Row): SnapshotRow {
+  return {
+    account: str(r.account),
+    name: str(r.name),
+    volumeId: str(r.volume_id),
+    volumeName: str(r.volume_name),
+    mapId: num(r.map_id),
+    sizeBytes: num(r.size_bytes),
+    createdMs: num(r.created_ms),
+    blocksTotal: num(r.blocks_total),
+    blocksHashed: num(r.blocks_hashed),
+  };
+}
+
+function uniqueViolation(err: unknown): boolean {
+  return err instanceof Error && /UNIQUE constraint|PRIMARY KEY/.test(err.message);
+}
+
+export class SqliteMetadata implements Metadata {
+  private readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  /** Open (and migrate) the database at `path` (':memory:' for throwaway stores). */
+  static open(path: string): SqliteMetadata {
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const version = num(db.pragma('user_version', { simple: true }));
+    assert(version <= migrations.length, 'database is newer than this program');
+    for (let i = version; i < migrations.length; i++) {
+      db.transaction(() => {
+        db.exec(migrations[i] as string);
+        db.pragma(`user_version = ${i + 1}`);
+      })();
+    }
+    return new SqliteMetadata(db);
+  }
+
+  async createAccount(name: string, createdMs: number): Promise<void> {
+    try {
+      this.db.prepare('INSERT INTO accounts(name, created_ms) VALUES (?, ?)').run(name, createdMs);
+    } catch (err) {
+      if (uniqueViolation(err)) throw new StoreError('EXISTS', `account ${name} already exists`);
+      throw err;
+    }
+  }
+
+  async accountExists(name: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM accounts WHERE name = ?').get(name) !== undefined;
+  }
+
+  async addToken(tokenHash: string, token: TokenRow, createdMs: number): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      )
+      .run(tokenHash, token.account, token.user, +token.admin, +token.superuser, createdMs);
+  }
+
+  async findToken(tokenHash: string): Promise<TokenRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM tokens WHERE token_hash = ?').get(tokenHash) as
+      | Row
+      | undefined;
+    if (r === undefined) return undefined;
+    return {
+      account: str(r.account),
+      user: str(r.user),
+      admin: num(r.admin) === 1,
+      superuser: num(r.superuser) === 1,
+    };
+  }
+
+  async createVolumes(volumes: readonly NewVolume[]): Promise<VolumeRow[]> {
+    const insertMap = this.db.prepare(
+      `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
+       VALUES (?, ?, ?, ?, 0)`,
+    );
+    const insertVolume = this.db.prepare(
+      `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    try {
+      return this.db.transaction(() =>
+        volumes.map(({ volume, map }) => {
+          const mapId = num(
+            insertMap.run(map.sizeBytes, map.parentId, map.parentLimitBytes, map.depth)
+              .lastInsertRowid,
+          );
+          insertVolume.run(
+            volume.id,
+            volume.account,
+            volume.name,
+            volume.sizeBytes,
+            volume.epoch,
+            mapId,
+            volume.origin,
+            volume.createdMs,
+          );
+          return { ...volume, mapId };
+        }),
+      )();
+    } catch (err) {
+      if (uniqueViolation(err)) throw new StoreError('EXISTS', 'a volume of that name exists');
+      throw err;
+    }
+  }
+
+  async getVolume(account: string, name: string): Promise<VolumeRow | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM volumes WHERE account = ? AND name = ?')
+      .get(account, name) as Row | undefined;
+    return r === undefined ? undefined : toVolume(r);
+  }
+
+  async listVolumes(account: string): Promise<VolumeRow[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM volumes WHERE account = ? ORDER BY name')
+      .all(account) as Row[];
+    return rows.map(toVolume);
+  }
+
+  async deleteVolume(id: string): Promise<void> {
+    this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
+  }
+
+  async saveVolumeMap(u: VolumeMapUpdate): Promise<void> {
+    const upsert = this.db.prepare(
+      `INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)
+       ON CONFLICT(map_id, idx) DO UPDATE SET kind = excluded.kind, ref = excluded.ref`,
+    );
+    const remove = this.db.prepare('DELETE FROM map_entries WHERE map_id = ? AND idx = ?');
+    this.db.transaction(() => {
+      const changed = this.db
+        .prepare('UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?')
+        .run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes;
+      if (changed !== 1) throw new StoreError('NOT_FOUND', `volume ${u.volumeId} is gone`);
+      this.db
+        .prepare(
+          `UPDATE maps SET size_bytes = ?, parent_id = ?, parent_limit_bytes = ?, depth = ?
+           WHERE id = ?`,
+        )
+        .run(u.sizeBytes, u.parentId, u.parentLimitBytes, u.depth, u.mapId);
+      for (const e of u.upserts) upsert.run(u.mapId, e.idx, e.kind, e.ref);
+      for (const idx of u.deletes) remove.run(u.mapId, idx);
+    })();
+  }
+
+  async getMap(id: number): Promise<MapRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
+    return r === undefined ? undefined : toMap(r);
+  }
+
+  async getEntries(mapId: number): Promise<EntryRow[]> {
+    const rows = this.db
+      .prepare('SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx')
+      .raw()
+      .all(mapId) as [number, number, string][];
+    return rows.map(([idx, kind, ref]) => ({ idx, kind: kind as EntryKindCode, ref }));
+  }
+
+  async unhashedMaps(): Promise<MapRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM maps WHERE frozen = 1 AND hashed = 0
+           AND (id IN (SELECT map_id FROM objects) OR id IN (SELECT parent_id FROM maps))
+         ORDER BY id`,
+      )
+      .all() as Row[];
+    return rows.map(toMap);
+  }
+
+  async completeHashing(mapId: number, entries: readonly EntryRow[], topHash: string) {
+    const insert = this.db.prepare(
+      'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      // The map may have been deleted (its snapshot removed) while it was being hashed.
+      const changed = this.db
+        .prepare(
+          `UPDATE maps SET hashed = 1, parent_id = NULL, parent_limit_bytes = 0, depth = 0
+           WHERE id = ?`,
+        )
+        .run(mapId).changes;
+      if (changed === 0) return;
+      this.db.prepare('DELETE FROM map_entries WHERE map_id = ?').run(mapId);
+      for (const e of entries) insert.run(mapId, e.idx, e.kind, e.ref);
+      this.db.prepare('UPDATE objects SET hash = ? WHERE map_id = ?').run(topHash, mapId);
+      this.db
+        .prepare('UPDATE snapshots SET blocks_hashed = blocks_total WHERE map_id = ?')
+        .run(mapId);
+    })();
+  }
+
+  async createSnapshot(request: NewSnapshot): Promise<SnapshotRow> {
+    const s = request.snapshot;
+    try {
+      return this.db.transaction(() => {
+        const vol = this.db
+          .prepare('SELECT map_id FROM volumes WHERE id = ?')
+          .get(request.volumeId) as Row | undefined;
+        if (vol === undefined) throw new StoreError('NOT_FOUND', `volume ${s.volumeName} is gone`);
+        assert(num(vol.map_id) === request.volumeMapId, 'snapshot of the volume map');
+        const source = this.db
+          .prepare('SELECT * FROM maps WHERE id = ?')
+          .get(request.volumeMapId) as Row;
+        const mapId = num(
+          this.db
+            .prepare(
+              `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
+               VALUES (?, ?, ?, ?, 1)`,
+            )
+            .run(source.size_bytes, source.parent_id, source.parent_limit_bytes, source.depth)
+            .lastInsertRowid,
+        );
+        this.db
+          .prepare(
+            `INSERT INTO map_entries(map_id, idx, kind, ref)
+             SELECT ?, idx, kind, ref FROM map_entries WHERE map_id = ?`,
+          )
+          .run(mapId, request.volumeMapId);
+        this.db
+          .prepare('UPDATE volumes SET epoch = ? WHERE id = ?')
+          .run(request.epochNext, request.volumeId);
+        this.ensureContainer(s.account, 'snapshots', s.createdMs);
+        this.db
+          .prepare(
+            `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type,
+               hash, etag, modified_ms) VALUES (?, 'snapshots', ?, ?, ?, ?, '', '', ?)`,
+          )
+          .run(s.account, s.name, mapId, s.sizeBytes, request.contentType, s.createdMs);
+        this.db
+          .prepare(
+            `INSERT INTO snapshots(account, name, volume_id, volume_name, map_id, size_bytes,
+               created_ms, blocks_total, blocks_hashed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            s.account,
+            s.name,
+            s.volumeId,
+            s.volumeName,
+            mapId,
+            s.sizeBytes,
+            s.createdMs,
+            s.blocksTotal,
+            s.blocksHashed,
+          );
+        return { ...s, mapId };
+      })();
+    } catch (err) {
+      if (uniqueViolation(err)) {
+        throw new StoreError('EXISTS', `snapshots/${s.name} already exists`);
+      }
+      throw err;
+    }
+  }
+
+  async getSnapshot(account: string, name: string): Promise<SnapshotRow | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM snapshots WHERE account = ? AND name = ?')
+      .get(account, name) as Row | undefined;
+    return r === undefined ? undefined : toSnapshot(r);
+  }
+
+  async listSnapshots(account: string): Promise<SnapshotRow[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM snapshots WHERE account = ? ORDER BY name')
+      .all(account) as Row[];
+    return rows.map(toSnapshot);
+  }
+
+  async setSnapshotProgress(mapId: number, blocksHashed: number): Promise<void> {
+    this.db
+      .prepare('UPDATE snapshots SET blocks_hashed = ? WHERE map_id = ?')
+      .run(blocksHashed, mapId);
+  }
+
+  private ensureContainer(account: string, container: string, createdMs: number): void {
+    this.db
+      .prepare('INSERT OR IGNORE INTO containers(account, name, created_ms) VALUES (?, ?, ?)')
+      .run(account, container, createdMs);
+  }
+
+  async putObject(request: NewObject): Promise<ObjectRow> {
+    const o = request.object;
+    const insert = this.db.prepare(
+      'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
+    );
+    return this.db.transaction(() => {
+      this.ensureContainer(o.account, o.container, o.modifiedMs);
+      const mapId = num(
+        this.db
+          .prepare(
+            `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen, hashed)
+             VALUES (?, NULL, 0, 0, 1, 1)`,
+          )
+          .run(o.sizeBytes).lastInsertRowid,
+      );
+      for (const e of request.entries) insert.run(mapId, e.idx, e.kind, e.ref);
+      // A snapshot file replaced by an upload is no longer that snapshot.
+      this.db
+        .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
+        .run(o.account, o.name, o.container);
+      this.db
+        .prepare(
+          `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
+             etag, modified_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(account, container, name) DO UPDATE SET map_id = excluded.map_id,
+             size_bytes = excluded.size_bytes, content_type = excluded.content_type,
+             hash = excluded.hash, etag = excluded.etag, modified_ms = excluded.modified_ms`,
+        )
+        .run(
+          o.account,
+          o.container,
+          o.name,
+          mapId,
+          o.sizeBytes,
+          o.contentType,
+          o.hash,
+          o.etag,
+          o.modifiedMs,
+        );
+      return { ...o, mapId };
+    })();
+  }
+
+  async getObject(account: string, container: string, name: string) {
+    const r = this.db
+      .prepare('SELECT * FROM objects WHERE account = ? AND container = ? AND name = ?')
+      .get(account, container, name) as Row | undefined;
+    return r === undefined ? undefined : toObject(r);
+  }
+
+  async listObjects(account: string, container: string, prefix: string, limit: number) {
+    // Range scan on the primary key: names >= prefix and < prefix + U+FFFF.
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM objects WHERE account = ? AND container = ? AND name >= ? AND name < ?
+         ORDER BY name LIMIT ?`,
+      )
+      .all(account, container, prefix, `${prefix}\uffff`, limit) as Row[];
+    return rows.map(toObject);
+  }
+
+  async listContainers(account: string): Promise<string[]> {
+    const rows = this.db
+      .prepare('SELECT name FROM containers WHERE account = ? ORDER BY name')
+      .raw()
+      .all(account) as [string][];
+    return rows.map(([name]) => name);
+  }
+
+  async containerExists(account: string, container: string): Promise<boolean> {
+    return (
+      this.db
+        .prepare('SELECT 1 FROM containers WHERE account = ? AND name = ?')
+        .get(account, container) !== undefined
+    );
+  }
+
+  async deleteObject(account: string, container: string, name: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      const changes = this.db
+        .prepare('DELETE FROM objects WHERE account = ? AND container = ? AND name = ?')
+        .run(account, container, name).changes;
+      if (container === 'snapshots') {
+        this.db.prepare('DELETE FROM snapshots WHERE account = ? AND name = ?').run(account, name);
+      }
+      return changes === 1;
+    })();
+  }
+
+  async deleteDeadMaps(): Promise<number> {
+    return this.db.transaction(() => {
+      // Live maps: roots (volumes, objects) and everything reachable through parent links.
+      this.db.exec(`
+        CREATE TEMP TABLE IF NOT EXISTS live_maps(id INTEGER PRIMARY KEY);
+        DELETE FROM live_maps;
+        WITH RECURSIVE live(id) AS (
+          SELECT map_id FROM volumes UNION SELECT map_id FROM objects
+          UNION SELECT m.parent_id FROM maps m JOIN live ON m.id = live.id
+            WHERE m.parent_id IS NOT NULL
+        ) INSERT INTO live_maps SELECT id FROM live;
+      `);
+      this.db.exec('DELETE FROM map_entries WHERE map_id NOT IN (SELECT id FROM live_maps)');
+      this.db.exec('DELETE FROM snapshots WHERE map_id NOT IN (SELECT id FROM live_maps)');
+      return this.db.prepare('DELETE FROM maps WHERE id NOT IN (SELECT id FROM live_maps)').run()
+        .changes;
+    })();
+  }
+
+  async referencedBlocks(): Promise<Set<string>> {
+    const refs = new Set<string>();
+    const rows = this.db
+      .prepare('SELECT DISTINCT ref FROM map_entries WHERE kind != 0')
+      .raw()
+      .iterate() as IterableIterator<[string]>;
+    for (const [ref] of rows) refs.add(ref);
+    return refs;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// Reads bytes of a map: resolve each block, read the object's valid part, pad with zeros.
+// Objects are held against GC while read; if one vanished because hashing swapped the map's
+// entries (and GC then freed the private block), the block is resolved again.
+
+import type { Backend } from '../backends/backend.js';
+import { assert } from '../core/assert.js';
+import { isStoreError, StoreError } from '../core/errors.js';
+import { blockSizeBytes } from '../core/limits.js';
+import type { BlockGuard } from './block-guard.js';
+import { type BlockSource, type MapView, resolveBlock } from './block-map.js';
+
+export interface ReadContext {
+  readonly backend: Backend;
+  readonly guard: BlockGuard;
+}
+
+const resolveAttemptsMax = 3;
+
+/** Read `lengthBytes` at `offsetInBlock` of block `idx` into `out` at `outOffset`. */
+export async function readBlockInto(
+  ctx: ReadContext,
+  view: MapView,
+  idx: number,
+  offsetInBlock: number,
+  out: Uint8Array,
+  outOffset: number,
+  lengthBytes: number,
+): Promise<void> {
+  assert(offsetInBlock + lengthBytes <= blockSizeBytes, 'read stays inside its block');
+  for (let attempt = 1; ; attempt++) {
+    const source = resolveBlock(view, idx);
+    try {
+      await readSourceInto(ctx, source, offsetInBlock, out, outOffset, lengthBytes);
+      return;
+    } catch (err) {
+      // A vanished object means hashing swapped the entry and GC freed the old block: resolve
+      // again. Persisting NOT_FOUND is corruption.
+      if (!isStoreError(err, 'NOT_FOUND')) throw err;
+      if (attempt >= resolveAttemptsMax) {
+        throw new StoreError('CORRUPT', `block ${idx} points at a missing object`, { cause: err });
+      }
+    }
+  }
+}
+
+export async function readSourceInto(
+  ctx: ReadContext,
+  source: BlockSource,
+  offsetInBlock: number,
+  out: Uint8Array,
+  outOffset: number,
+  lengthBytes: number,
+): Promise<void> {
+  const end = outOffset + lengthBytes;
+  if (source.kind === 'zero' || offsetInBlock >= source.validBytes) {
+    out.fill(0, outOffset, end);
+    return;
+  }
+  const wanted = Math.min(lengthBytes, source.validBytes - offsetInBlock);
+  const name = source.entry.name;
+  await ctx.guard.use(name);
+  let data: Uint8Array;
+  try {
+    data = await ctx.backend.read(name, offsetInBlock, wanted);
+  } finally {
+    ctx.guard.done(name);
+  }
+  assert(data.length <= wanted, 'backend returned at most what was asked');
+  out.set(data, outOffset);
+  out.fill(0, outOffset + data.length, end);
+}
+
+/** Split [offset, offset+length) into per-block pieces. */
+export function* blockPieces(
+  offsetBytes: number,
+  lengthBytes: number,
+): Generator<{ idx: number; offsetInBlock: number; lengthBytes: number; position: number }> {
+  let position = 0;
+  while (position < lengthBytes) {
+    const at = offsetBytes + position;
+    const idx = Math.floor(at / blockSizeBytes);
+    const offsetInBlock = at - idx * blockSizeBytes;
+    const n = Math.min(blockSizeBytes - offsetInBlock, lengthBytes - position);
+    yield { idx, offsetInBlock, lengthBytes: n, position };
+    position += n;
+  }
+}
+
+/** Read a range of a map (a file or snapshot) into a new buffer. */
+export async function readMapRange(
+  ctx: ReadContext,
+  view: MapView,
+  offsetBytes: number,
+  lengthBytes: number,
+): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(lengthBytes);
+  const reads: Promise<void>[] = [];
+  for (const p of blockPieces(offsetBytes, lengthBytes)) {
+    reads.push(readBlockInto(ctx, view, p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));
+  }
+  await Promise.all(reads);
+  return out;
+}

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+// Assembles a store from a data folder: backend, metadata, service, background jobs. First start
+// creates the "admin" account and writes its token to DATA/admin.token (mode 0600).
+import { randomBytes } from 'node:crypto';
+import { mkdir, open as openFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/backend.js';
+import { FsBackend } from '../backends/fs/fs-backend.js';
+import { MemoryBackend } from '../backends/memory/memory-backend.js';
+import { StoreError } from '../core/errors.js';
+import { SqliteMetadata } from '../metadata/sqlite/sqlite-metadata.js';
+import type { OpenedAtoll } from './api.js';
+import { BlockGuard } from './block-guard.js';
+import { MapCache } from './block-map.js';
+import { AtollService, hashToken } from './service.js';
+import type { VolumeContext } from './volume.js';
+
+export interface OpenOptions {
+  readonly dataDir: string;
+  /** 'fs' (default, objects under DATA/), 'memory', or a ready backend (tests). */
+  readonly backend?: 'fs' | 'memory' | Backend;
+  /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
+  readonly gcGraceMs?: number;
+  /** Background GC period (default 10 min; 0 = only when asked). */
+  readonly gcIntervalMs?: number;
+  /** Hash snapshots in the background (default true). */
+  readonly hashing?: boolean;
+  readonly logger?: Logger;
+}
+
+export interface OpenedStore extends OpenedAtoll {
+  readonly atoll: AtollService;
+}
+
+export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
+  const dataDir = options.dataDir;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const releaseDir = await lockDataDir(dataDir);
+  try {
+    const backend = await openBackend(options.backend ?? 'fs', dataDir);
+    const metadata = SqliteMetadata.open(join(dataDir, 'atoll.db'));
+    const ctx: VolumeContext = {
+      backend,
+      metadata,
+      guard: new BlockGuard(),
+      maps: new MapCache(metadata),
+      nowMs: () => Date.now(),
+    };
+    const serviceOptions = {
+      gcGraceMs: options.gcGraceMs ?? 60_000,
+      hashing: options.hashing ?? true,
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    };
+    const service = new AtollService(ctx, serviceOptions);
+    const adminToken = await ensureAdmin(service, metadata, dataDir);
+    if (serviceOptions.hashing) void service.resumeHashing();
+    const gcIntervalMs = options.gcIntervalMs ?? 600_000;
+    const timer =
+      gcIntervalMs > 0 ? setInterval(() => void service.collectGarbage(), gcIntervalMs) : null;
+    timer?.unref();
+    const close = service.close.bind(service);
+    service.close = async () => {
+      if (timer !== null) clearInterval(timer);
+      try {
+        await close();
+        await metadata.close();
+        await backend.close();
+      } finally {
+        await releaseDir();
+      }
+    };
+    return { atoll: service, adminToken };
+  } catch (err) {
+    await releaseDir();
+    throw err;
+  }
+}
+
+async function openBackend(choice: 'fs' | 'memory' | Backend, dataDir: string): Promise<Backend> {
+  if (choice === 'memory') return new MemoryBackend();
+  if (choice === 'fs') return FsBackend.open(dataDir);
+  return choice;
+}
+
+async function ensureAdmin(
+  service: AtollService,
+  metadata: SqliteMetadata,
+  dataDir: string,
+): Promise<string> {
+  const tokenPath = join(dataDir, 'admin.token');
+  if (await metadata.accountExists('admin')) {
+    const token = (await readFile(tokenPath, 'utf8').catch(() => '')).trim();
+    if (token !== '' && (await metadata.findToken(hashToken(token))) !== undefined) return token;
+    // The token file was lost: whoever can write the data folder is the operator, so issue a
+    // new admin token there rather than lock everyone out.
+    const fresh = randomBytes(24).toString('base64url');
+    await metadata.addToken(
+      hashToken(fresh),
+      { account: 'admin', user: '', admin: true, superuser: true },
+      Date.now(),
+    );
+    await writeFile(tokenPath, `${fresh}\n`, { mode: 0o600 });
+    return fresh;
+  }
+  const { token } = await service.createAccountUnchecked('admin', undefined, true);
+  await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+/** One server per data folder; a lock left by a dead process (kill -9) is taken over. */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const pidPath = join(dataDir, 'atoll.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await openFile(pidPath, 'wx', 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return async () => {
+        await rm(pidPath, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number.parseInt(await readFile(pidPath, 'utf8').catch(() => ''), 10);
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new StoreError('CONFLICT', `${dataDir} is in use by process ${pid}`);
+      }
+      await rm(pidPath, { force: true });
+    }
+  }
+  throw new StoreError('CONFLICT', `cannot lock ${dataDir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,553 @@
+// SPDX-License-Identifier: Apache-2.0
+// The mapper: one open volume's map in memory, copy-on-write by epochs, and the I/O contract of
+// BlockIO on top of a backend.
+//
+// Design notes
+// - Private blocks are named `<volume-id>_<epoch>_<index>` (hex). An entry is written in place
+//   only if it is a private block of this volume at the current epoch; a snapshot raises the
+//   epoch, so every older block becomes read-only without touching the map.
+// - The first write to a block allocates it (a fresh object, or a copy of the block it replaces:
+//   copy-on-write) under a per-block lock; reads and writes of a block whose entry is changing
+//   wait for that lock. In-place writes take no lock.
+// - The map is persisted (changed entries only) by `flush`, after the backend flush, so a map
+//   never points at data that is not durable. Released private blocks are deleted after the map
+//   that no longer refers to them is committed.
+// - `snapshot` closes a gate for new writes, drains those in flight, flushes, and freezes the
+//   persisted map in one metadata transaction; a pre-flush keeps the pause short.
+
+import type { Backend } from '../backends/backend.js';
+import { assert } from '../core/assert.js';
+import { StoreError } from '../core/errors.js';
+import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
+import type { Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
+import type { BlockIO, Extent, WriteFlags } from '../pipeline/stage.js';
+import type { BlockGuard } from './block-guard.js';
+import {
+  type Entry,
+  entriesFromRows,
+  entryToRow,
+  type FrozenMap,
+  type MapCache,
+  type MapView,
+  resolveBlock,
+  zeroEntry,
+} from './block-map.js';
+import { blockPieces, readBlockInto, readSourceInto } from './block-reader.js';
+
+export interface VolumeContext {
+  readonly backend: Backend;
+  readonly metadata: Metadata;
+  readonly guard: BlockGuard;
+  readonly maps: MapCache;
+  readonly nowMs: () => number;
+}
+
+const zeroBlock = Buffer.alloc(blockSizeBytes);
+
+export class Volume implements BlockIO, MapView {
+  readonly id: string;
+  readonly account: string;
+  readonly name: string;
+  readonly mapId: number;
+  readonly readOnly = false;
+  sizeBytes: number;
+  epoch: number;
+  parent: FrozenMap | null;
+  parentLimitBytes: number;
+  depth: number;
+  readonly entries: Map<number, Entry>;
+
+  private readonly ctx: VolumeContext;
+  private writablePrefix: string;
+  /** Indexes whose entry changed since the map was last persisted. */
+  private readonly dirty = new Set<number>();
+  private metaDirty = false;
+  /** Private blocks dropped from the map, deleted once the map without them is committed. */
+  private readonly pendingRelease = new Map<string, number>();
+  private readonly blockLocks = new Map<number, Promise<void>>();
+  private inflight = 0;
+  private drained: (() => void) | null = null;
+  private gate: Promise<void> | null = null;
+  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  private flushChain: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  private constructor(ctx: VolumeContext, row: VolumeRow, init: VolumeInit) {
+    this.ctx = ctx;
+    this.id = row.id;
+    this.account = row.account;
+    this.name = row.name;
+    this.mapId = row.mapId;
+    this.sizeBytes = row.sizeBytes;
+    this.epoch = row.epoch;
+    this.parent = init.parent;
+    this.parentLimitBytes = init.parentLimitBytes;
+    this.depth = init.depth;
+    this.entries = init.entries;
+    this.writablePrefix = this.prefixFor(this.epoch);
+  }
+
+  static async load(ctx: VolumeContext, row: VolumeRow): Promise<Volume> {
+    const map = await ctx.metadata.getMap(row.mapId);
+    if (map === undefined) throw new StoreError('CORRUPT', `volume ${row.name} has no map`);
+    assert(!map.frozen, 'a volume map is never frozen');
+    const parent = map.parentId === null ? null : await ctx.maps.get(map.parentId);
+    const entries = entriesFromRows(await ctx.metadata.getEntries(row.mapId));
+    return new Volume(ctx, row, {
+      parent,
+      parentLimitBytes: map.parentLimitBytes,
+      depth: map.depth,
+      entries,
+    });
+  }
+
+  // ---- BlockIO -------------------------------------------------------------------------------
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const out = Buffer.allocUnsafe(lengthBytes);
+    const reads: Promise<void>[] = [];
+    for (const p of blockPieces(offsetBytes, lengthBytes)) {
+      reads.push(this.readPiece(p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));
+    }
+    await Promise.all(reads);
+    return out;
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    this.checkRange(offsetBytes, data.length);
+    await this.enter();
+    try {
+      const writes: Promise<void>[] = [];
+      for (const p of blockPieces(offsetBytes, data.length)) {
+        const piece = data.subarray(p.position, p.position + p.lengthBytes);
+        writes.push(this.writePiece(p.idx, p.offsetInBlock, piece));
+      }
+      await Promise.all(writes);
+    } finally {
+      this.leave();
+    }
+    if (flags?.fua) await this.flush();
+  }
+
+  trim(offsetBytes: number, lengthBytes: number, flags?: WriteFlags): Promise<void> {
+    // Trimmed ranges read back as zeros: the simplest contract for clients and models.
+    return this.zero(offsetBytes, lengthBytes, flags);
+  }
+
+  async zero(
+    offsetBytes: number,
+    lengthBytes: number,
+    flags?: WriteFlags & { readonly noHole?: boolean },
+  ): Promise<void> {
+    this.checkRange(offsetBytes, lengthBytes);
+    await this.enter();
+    try {
+      await this.zeroRange(offsetBytes, lengthBytes, flags?.noHole ?? false);
+    } finally {
+      this.leave();
+    }
+    if (flags?.fua) await this.flush();
+  }
+
+  async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const extents: Extent[] = [];
+    for (const p of blockPieces(offsetBytes, lengthBytes)) {
+      const hole = resolveBlock(this, p.idx).kind === 'zero';
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.hole === hole) {
+        extents[extents.length - 1] = { ...last, lengthBytes: last.lengthBytes + p.lengthBytes };
+      } else {
+        extents.push({
+          offsetBytes: offsetBytes + p.position,
+          lengthBytes: p.lengthBytes,
+          hole,
+          zero: hole,
+        });
+      }
+    }
+    return extents;
+  }
+
+  flush(): Promise<void> {
+    // Flushes run one after another, so a flush never returns before an earlier one persisted.
+    const run = this.flushChain.then(() => this.flushOnce());
+    this.flushChain = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.exclusive(async () => {
+      await this.flush();
+      this.closed = true;
+    });
+  }
+
+  /** Forget the volume without persisting (it is being deleted). */
+  async abandon(): Promise<void> {
+    await this.exclusive(async () => {
+      this.closed = true;
+    });
+  }
+
+  // ---- snapshots, resize, flatten --------------------------------------------------------------
+
+  async snapshot(name: string, contentType: string): Promise<SnapshotRow> {
+    await this.flush(); // most dirty data goes out before the gate closes
+    return this.exclusive(async () => {
+      await this.flush();
+      const row = await this.ctx.metadata.createSnapshot({
+        volumeId: this.id,
+        volumeMapId: this.mapId,
+        epochNext: this.epoch + 1,
+        contentType,
+        snapshot: {
+          account: this.account,
+          name,
+          volumeId: this.id,
+          volumeName: this.name,
+          sizeBytes: this.sizeBytes,
+          createdMs: this.ctx.nowMs(),
+          blocksTotal: Math.ceil(this.sizeBytes / blockSizeBytes),
+          blocksHashed: 0,
+        },
+      });
+      this.epoch++;
+      this.writablePrefix = this.prefixFor(this.epoch);
+      return row;
+    });
+  }
+
+  async resize(sizeBytes: number, force: boolean): Promise<void> {
+    await this.exclusive(async () => {
+      if (sizeBytes < this.sizeBytes) await this.shrink(sizeBytes, force);
+      this.sizeBytes = sizeBytes;
+      this.metaDirty = true;
+      await this.flush();
+    });
+  }
+
+  async flatten(): Promise<void> {
+    await this.exclusive(async () => {
+      const parent = this.parent;
+      if (parent === null) return;
+      const blocks = Math.ceil(Math.min(this.sizeBytes, this.parentLimitBytes) / blockSizeBytes);
+      for (let idx = 0; idx < blocks; idx++) {
+        if (this.entries.has(idx)) continue;
+        const source = resolveBlock(this, idx);
+        if (source.kind === 'zero') continue;
+        if (source.validBytes >= this.blockLength(idx)) {
+          // Share the parent's block: frozen blocks are never written in place.
+          this.setEntry(idx, source.entry.kind === 'hash' ? source.entry : { ...source.entry });
+        } else {
+          await this.copyOnWrite(idx, 0, new Uint8Array(0));
+        }
+      }
+      this.parent = null;
+      this.parentLimitBytes = 0;
+      this.depth = 0;
+      this.metaDirty = true;
+      await this.flush();
+    });
+  }
+
+  /** Bytes held by this volume's own entries (an upper bound: blocks may be sparse). */
+  allocatedBytes(): number {
+    let n = 0;
+    for (const [idx, e] of this.entries) if (e.kind !== 'zero') n += this.blockLength(idx);
+    return n;
+  }
+
+  /** Every object this volume's in-memory map refers to (for GC). */
+  *referencedNames(): Generator<string> {
+    for (const e of this.entries.values()) if (e.kind !== 'zero') yield e.name;
+  }
+
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private prefixFor(epoch: number): string {
+    return `${this.id}_${epoch.toString(16)}_`;
+  }
+
+  private privateName(idx: number): string {
+    return this.writablePrefix + idx.toString(16);
+  }
+
+  private isWritable(entry: Entry | undefined): entry is Entry & { name: string } {
+    return entry?.kind === 'private' && entry.name.startsWith(this.writablePrefix);
+  }
+
+  private blockLength(idx: number): number {
+    return Math.min(blockSizeBytes, this.sizeBytes - idx * blockSizeBytes);
+  }
+
+  private checkRange(offsetBytes: number, lengthBytes: number): void {
+    if (this.closed) throw new StoreError('ABORTED', `volume ${this.name} is closed`);
+    assert(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0, 'offset is a natural number');
+    assert(Number.isSafeInteger(lengthBytes) && lengthBytes >= 0, 'length is a natural number');
+    if (offsetBytes + lengthBytes > this.sizeBytes) {
+      throw new StoreError('OUT_OF_RANGE', `range ends past the volume's ${this.sizeBytes} bytes`);
+    }
+  }
+
+  /** Admit one mutating request unless a snapshot or resize holds the gate. */
+  private async enter(): Promise<void> {
+    while (this.gate !== null) await this.gate;
+    if (this.closed) throw new StoreError('ABORTED', `volume ${this.name} is closed`);
+    this.inflight++;
+  }
+
+  private leave(): void {
+    this.inflight--;
+    assert(this.inflight >= 0, 'in-flight count never goes negative');
+    if (this.inflight === 0 && this.drained !== null) this.drained();
+  }
+
+  /** Run `fn` with new writes held back and in-flight writes drained; one at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveChain.then(async () => {
+      let open = (): void => {};
+      this.gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      try {
+        if (this.inflight > 0) {
+          await new Promise<void>((resolve) => {
+            this.drained = resolve;
+          });
+          this.drained = null;
+        }
+        if (this.closed) throw new StoreError('ABORTED', `volume ${this.name} is closed`);
+        return await fn();
+      } finally {
+        this.gate = null;
+        open();
+      }
+    });
+    this.exclusiveChain = run.catch(() => {});
+    return run;
+  }
+
+  private async waitBlock(idx: number): Promise<void> {
+    for (let lock = this.blockLocks.get(idx); lock !== undefined; lock = this.blockLocks.get(idx)) {
+      await lock;
+    }
+  }
+
+  private async withBlockLock(idx: number, fn: () => Promise<void>): Promise<void> {
+    // The last check and the set run in one continuation, so two waiters never both enter.
+    for (let lock = this.blockLocks.get(idx); lock !== undefined; lock = this.blockLocks.get(idx)) {
+      await lock;
+    }
+    let release = (): void => {};
+    this.blockLocks.set(
+      idx,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    try {
+      await fn();
+    } finally {
+      this.blockLocks.delete(idx);
+      release();
+    }
+  }
+
+  private async readPiece(
+    idx: number,
+    offsetInBlock: number,
+    out: Uint8Array,
+    position: number,
+    lengthBytes: number,
+  ): Promise<void> {
+    await this.waitBlock(idx);
+    await readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
+  }
+
+  private async writePiece(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
+    await this.waitBlock(idx);
+    const entry = this.entries.get(idx);
+    if (this.isWritable(entry)) {
+      await this.ctx.backend.write(entry.name, offsetInBlock, data);
+      return;
+    }
+    await this.withBlockLock(idx, async () => {
+      const current = this.entries.get(idx);
+      if (this.isWritable(current)) {
+        await this.ctx.backend.write(current.name, offsetInBlock, data);
+      } else {
+        await this.copyOnWrite(idx, offsetInBlock, data);
+      }
+    });
+  }
+
+  /** Give block `idx` a private block of the current epoch holding its data plus `data`. */
+  private async copyOnWrite(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
+    const name = this.privateName(idx);
+    const source = resolveBlock(this, idx);
+    // The name may be waiting for deletion after a trim; it is ours again.
+    this.pendingRelease.delete(name);
+    await this.ctx.guard.use(name);
+    try {
+      if (source.kind === 'zero') {
+        await this.ctx.backend.write(name, offsetInBlock, data, { truncate: true });
+      } else {
+        const length = this.blockLength(idx);
+        const block = Buffer.allocUnsafe(length);
+        await readSourceInto(this.ctx, source, 0, block, 0, length);
+        block.set(data, offsetInBlock);
+        await this.ctx.backend.put(name, block);
+      }
+      this.setEntry(idx, { kind: 'private', name });
+    } finally {
+      this.ctx.guard.done(name);
+    }
+  }
+
+  private setEntry(idx: number, entry: Entry | undefined): void {
+    if (entry === undefined) this.entries.delete(idx);
+    else this.entries.set(idx, entry);
+    this.dirty.add(idx);
+  }
+
+  private async zeroRange(offsetBytes: number, lengthBytes: number, noHole: boolean) {
+    const jobs: Promise<void>[] = [];
+    for (const p of blockPieces(offsetBytes, lengthBytes)) {
+      if (!noHole && p.lengthBytes === this.blockLength(p.idx)) {
+        jobs.push(this.withBlockLock(p.idx, async () => this.dropBlock(p.idx)));
+      } else {
+        jobs.push(this.zeroPiece(p.idx, p.offsetInBlock, p.lengthBytes));
+      }
+    }
+    await Promise.all(jobs);
+  }
+
+  private async zeroPiece(idx: number, offsetInBlock: number, lengthBytes: number) {
+    await this.waitBlock(idx);
+    if (resolveBlock(this, idx).kind === 'zero') return; // already reads as zeros
+    await this.writePiece(idx, offsetInBlock, zeroBlock.subarray(0, lengthBytes));
+  }
+
+  /** Make block `idx` a hole; a hole that hides a parent needs an explicit zero entry. */
+  private dropBlock(idx: number): void {
+    const entry = this.entries.get(idx);
+    if (this.isWritable(entry)) this.pendingRelease.set(entry.name, idx);
+    const hidesParent = this.parent !== null && idx * blockSizeBytes < this.parentLimitBytes;
+    this.setEntry(idx, hidesParent ? zeroEntry : undefined);
+  }
+
+  private async shrink(sizeBytes: number, force: boolean): Promise<void> {
+    const firstIdx = Math.floor(sizeBytes / blockSizeBytes);
+    const tailBytes = sizeBytes - firstIdx * blockSizeBytes;
+    if (!force && (await this.hasDataFrom(sizeBytes))) {
+      throw new StoreError(
+        'CONFLICT',
+        `volume ${this.name} has data beyond ${sizeBytes} bytes; shrink with --force to drop it`,
+      );
+    }
+    if (tailBytes > 0 && resolveBlock(this, firstIdx).kind !== 'zero') {
+      // Bytes past the new end must read as zeros if the volume grows again.
+      await this.zeroPiece(firstIdx, tailBytes, this.blockLength(firstIdx) - tailBytes);
+    }
+    for (const idx of [...this.entries.keys()]) {
+      if (idx * blockSizeBytes < sizeBytes) continue;
+      const entry = this.entries.get(idx);
+      if (this.isWritable(entry)) this.pendingRelease.set(entry.name, idx);
+      this.setEntry(idx, undefined);
+    }
+    this.parentLimitBytes = Math.min(this.parentLimitBytes, sizeBytes);
+  }
+
+  /** Whether any byte at or past `offsetBytes` is written (whole blocks count as written). */
+  private async hasDataFrom(offsetBytes: number): Promise<boolean> {
+    const firstIdx = Math.floor(offsetBytes / blockSizeBytes);
+    const blocks = Math.ceil(this.sizeBytes / blockSizeBytes);
+    for (let idx = firstIdx + 1; idx < blocks; idx++) {
+      if (resolveBlock(this, idx).kind !== 'zero') return true;
+    }
+    const tail = offsetBytes - firstIdx * blockSizeBytes;
+    if (firstIdx >= blocks || resolveBlock(this, firstIdx).kind === 'zero') return false;
+    const length = this.blockLength(firstIdx) - tail;
+    if (length <= 0) return false;
+    const data = Buffer.allocUnsafe(length);
+    await readBlockInto(this.ctx, this, firstIdx, tail, data, 0, length);
+    return data.some((b) => b !== 0);
+  }
+
+  private async flushOnce(): Promise<void> {
+    if (this.closed) return;
+    // Capture what to persist before the backend flush: only data that flush covers is durable.
+    const dirty = [...this.dirty];
+    this.dirty.clear();
+    const released = [...this.pendingRelease];
+    const metaDirty = this.metaDirty;
+    this.metaDirty = false;
+    const upserts = [];
+    const deletes = [];
+    for (const idx of dirty) {
+      const entry = this.entries.get(idx);
+      if (entry === undefined) deletes.push(idx);
+      else upserts.push(entryToRow(idx, entry));
+    }
+    try {
+      await this.ctx.backend.flush();
+      if (dirty.length > 0 || metaDirty) {
+        await this.ctx.metadata.saveVolumeMap({
+          volumeId: this.id,
+          mapId: this.mapId,
+          sizeBytes: this.sizeBytes,
+          epoch: this.epoch,
+          parentId: this.parent?.id ?? null,
+          parentLimitBytes: this.parentLimitBytes,
+          depth: this.depth,
+          upserts,
+          deletes,
+        });
+      }
+    } catch (err) {
+      for (const idx of dirty) this.dirty.add(idx);
+      if (metaDirty) this.metaDirty = true;
+      throw err;
+    }
+    await this.releaseBlocks(released);
+  }
+
+  private async releaseBlocks(released: readonly [string, number][]): Promise<void> {
+    for (const [name, idx] of released) {
+      if (this.pendingRelease.get(name) !== idx) continue; // allocated again meanwhile
+      const current = this.entries.get(idx);
+      if (current?.kind === 'private' && current.name === name) continue;
+      const claim = this.ctx.guard.claim(name);
+      if (claim === null) continue; // in use right now: GC will take it later
+      try {
+        await this.ctx.backend.delete(name);
+        if (this.pendingRelease.get(name) === idx) this.pendingRelease.delete(name);
+      } finally {
+        claim.release();
+      }
+    }
+  }
+}
+
+interface VolumeInit {
+  readonly parent: FrozenMap | null;
+  readonly parentLimitBytes: number;
+  readonly depth: number;
+  readonly entries: Map<number, Entry>;
+}
+
+export function checkCloneDepth(depth: number): void {
+  if (depth > cloneDepthMax) {
+    throw new StoreError(
+      'CONFLICT',
+      `clone chain would be ${depth} deep (max ${cloneDepthMax}); flatten the source first`,
+    );
+  }
+}
