@@ -106,6 +106,11 @@ export interface Atoll {
   /** The volume's I/O pipeline; writable volumes have one writer handle shared by all callers. */
   openVolume(caller: Principal, name: string): Promise<BlockIO>;
 
+  /** A file (snapshot, image, any object) as a read-only block device. */
+  openFile(caller: Principal, path: ObjectPath): Promise<BlockIO>;
+  /** The identity of an account authenticated another way (NBD TLS-PSK identity, loopback). */
+  principalFor(account: string): Promise<Principal>;
+
   snapshot(caller: Principal, volume: string, name: string): Promise<SnapshotInfo>;
   listSnapshots(caller: Principal): Promise<SnapshotInfo[]>;
   snapshotInfo(caller: Principal, name: string): Promise<SnapshotInfo>;

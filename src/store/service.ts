@@ -28,6 +28,7 @@ import type {
   VolumeInfo,
 } from './api.js';
 import { readMapRange } from './block-reader.js';
+import { FileIO } from './file-io.js';
 import { GarbageCollector } from './gc.js';
 import { Hasher } from './hasher.js';
 import { checkName, checkObjectName, checkVolumeSize } from './names.js';
@@ -206,6 +207,23 @@ export class AtollService implements Atoll {
   async openVolume(caller: Principal, name: string): Promise<BlockIO> {
     const volume = await this.open(await this.findVolume(caller, name));
     return new SharedVolumeHandle(volume);
+  }
+
+  /** A file (snapshot, image, any object) as a read-only block device. */
+  async openFile(caller: Principal, path: ObjectPath): Promise<BlockIO> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'read');
+    const object = await this.findObject(path);
+    return new FileIO(this.ctx, await this.ctx.maps.get(object.mapId), object.sizeBytes);
+  }
+
+  /** The identity of an account that authenticated another way (NBD over TLS-PSK, loopback). */
+  async principalFor(account: string): Promise<Principal> {
+    checkName('account', account);
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    return { account, user: '', admin: true, superuser: account === 'admin' };
   }
 
   // ---- snapshots -------------------------------------------------------------------------------
