@@ -6,11 +6,20 @@ import { createHash } from 'node:crypto';
 export const hashAlgorithm = 'sha256';
 export const zeroBlockHash = createHash('sha256').update(Buffer.alloc(0)).digest('hex');
 
+const zeroChunkBytes = 64 * 1024;
+const zeroChunk = Buffer.alloc(zeroChunkBytes);
+
 /** Length of data once trailing zero bytes are removed. */
 export function trimmedLength(data: Uint8Array): number {
-  let end = data.length;
-  // Compare 8 bytes at a time where aligned; most blocks end in non-zero data quickly.
-  while (end > 0 && data[end - 1] === 0) end--;
+  // Skip all-zero chunks with a native compare; scan bytes only in the last non-zero chunk.
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  let end = buf.length;
+  while (end > 0) {
+    const start = Math.max(0, end - zeroChunkBytes);
+    if (!buf.subarray(start, end).equals(zeroChunk.subarray(0, end - start))) break;
+    end = start;
+  }
+  while (end > 0 && buf[end - 1] === 0) end--;
   return end;
 }
 

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+// Clone storm: one 10 GiB image-like file (1 GiB of real data), then 1,000 thin clones through
+// the HTTP API, one call each and as one batch call. Anchor: `qemu-img create -f qcow2 -b base.raw
+// -F raw` per clone, 1,000 times, in the same run on the same disk. Prints the ratio last.
+//   node dist/bench/clone-storm.js [--clones N] [--dir DIR]
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { api, ms, startServer, table } from './lib/server.js';
+
+const { values } = parseArgs({
+  options: { clones: { type: 'string', default: '1000' }, dir: { type: 'string', default: '/var/tmp' } },
+});
+const clones = Number(values.clones);
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const imageBytes = 10 * GiB;
+const chunkBytes = 16 * MiB;
+const dataChunks = GiB / chunkBytes; // 1 GiB of real data, spread over the 10 GiB
+const strideBytes = imageBytes / dataChunks;
+
+const work = await mkdtemp(join(values.dir!, 'atoll-clone-storm-'));
+const server = await startServer(join(work, 'atoll'));
+try {
+  // The image: a volume with 1 GiB of data, snapshotted into the file snapshots/base.
+  await api(server, 'POST', '/api/volumes', { name: 'base', sizeBytes: imageBytes });
+  const raw = await open(join(work, 'base.raw'), 'w');
+  await raw.truncate(imageBytes);
+  for (let i = 0; i < dataChunks; i++) {
+    const data = randomBytes(chunkBytes);
+    await api(server, 'PUT', `/api/volumes/base/data?offset=${i * strideBytes}`, data);
+    await raw.write(data, 0, chunkBytes, i * strideBytes);
+  }
+  await raw.sync();
+  await raw.close();
+  await api(server, 'POST', '/api/volumes/base/snapshots', { name: 'base' });
+
+  let t = process.hrtime.bigint();
+  for (let i = 0; i < clones; i++) {
+    await api(server, 'POST', '/api/volumes', { name: `vm${i}`, from: 'snapshots/base' });
+  }
+  const perCallMs = ms(process.hrtime.bigint() - t);
+
+  t = process.hrtime.bigint();
+  const res = await api(server, 'POST', '/api/volumes', {
+    name: 'fleet',
+    from: 'snapshots/base',
+    count: clones,
+  });
+  const made = ((await res.json()) as { volumes: unknown[] }).volumes.length;
+  const batchMs = ms(process.hrtime.bigint() - t);
+  if (made !== clones) throw new Error(`batch made ${made} volumes, not ${clones}`);
+
+  t = process.hrtime.bigint();
+  for (let i = 0; i < clones; i++) {
+    execFileSync('qemu-img', [
+      'create', '-q', '-f', 'qcow2', '-b', join(work, 'base.raw'), '-F', 'raw',
+      join(work, `c${i}.qcow2`),
+    ]);
+  }
+  const qemuMs = ms(process.hrtime.bigint() - t);
+
+  console.log(
+    table([
+      ['method', 'clones', 'total ms', 'ms/clone'],
+      ['atoll API, one call each', clones, perCallMs.toFixed(1), (perCallMs / clones).toFixed(3)],
+      ['atoll API, one batch call', clones, batchMs.toFixed(1), (batchMs / clones).toFixed(4)],
+      ['qemu-img create -b (anchor)', clones, qemuMs.toFixed(1), (qemuMs / clones).toFixed(3)],
+    ]),
+  );
+  console.log(`goal: ${clones} clones < 1000 ms (one call each: ${perCallMs < 1000 ? 'met' : 'missed'})`);
+  console.log(
+    `ratio qemu-img/atoll: one call each ${(qemuMs / perCallMs).toFixed(1)}x, ` +
+      `batch ${(qemuMs / batchMs).toFixed(1)}x`,
+  );
+} finally {
+  await server.stop();
+  await rm(work, { recursive: true, force: true });
+}

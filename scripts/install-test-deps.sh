@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian packages the test suite drives (real clients are the judges). Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  qemu-utils        # qemu-img, qemu-io, qemu-nbd
+  nbdkit            # NBD anchor and differential peer
+  libnbd-bin        # nbdinfo, nbdcopy, nbdsh
+  python3-libnbd    # nbdsh's python module
+  fio               # fio's nbd engine
+  e2fsprogs         # mke2fs -d, e2fsck, debugfs for image workflows
+)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "test dependencies installed: ${packages[*]}"
