@@ -11,7 +11,10 @@ import { parseArgs } from 'node:util';
 import { api, ms, startServer, table } from './lib/server.js';
 
 const { values } = parseArgs({
-  options: { clones: { type: 'string', default: '1000' }, dir: { type: 'string', default: '/var/tmp' } },
+  options: {
+    clones: { type: 'string', default: '1000' },
+    dir: { type: 'string', default: '/var/tmp' },
+  },
 });
 const clones = Number(values.clones);
 const GiB = 1024 ** 3;
@@ -56,7 +59,14 @@ try {
   t = process.hrtime.bigint();
   for (let i = 0; i < clones; i++) {
     execFileSync('qemu-img', [
-      'create', '-q', '-f', 'qcow2', '-b', join(work, 'base.raw'), '-F', 'raw',
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-b',
+      join(work, 'base.raw'),
+      '-F',
+      'raw',
       join(work, `c${i}.qcow2`),
     ]);
   }
@@ -70,7 +80,9 @@ try {
       ['qemu-img create -b (anchor)', clones, qemuMs.toFixed(1), (qemuMs / clones).toFixed(3)],
     ]),
   );
-  console.log(`goal: ${clones} clones < 1000 ms (one call each: ${perCallMs < 1000 ? 'met' : 'missed'})`);
+  console.log(
+    `goal: ${clones} clones < 1000 ms (one call each: ${perCallMs < 1000 ? 'met' : 'missed'})`,
+  );
   console.log(
     `ratio qemu-img/atoll: one call each ${(qemuMs / perCallMs).toFixed(1)}x, ` +
       `batch ${(qemuMs / batchMs).toFixed(1)}x`,

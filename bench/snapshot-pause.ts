@@ -48,11 +48,13 @@ try {
   await atoll.snapshot(me, 'vm', 'snap1');
   const snapEnd = ms(process.hrtime.bigint() - t0);
   await new Promise((r) => setTimeout(r, 1000));
+  const info = await atoll.volumeInfo(me, 'vm');
   running = false;
   await Promise.all(pool);
 
   const before = latencies.filter((l) => l.startMs + l.ms < snapStart);
   const during = latencies.filter((l) => l.startMs <= snapEnd && l.startMs + l.ms >= snapStart);
+  const after = latencies.filter((l) => l.startMs > snapEnd);
   const max = (xs: { ms: number }[]) => Math.max(0, ...xs.map((x) => x.ms));
   const stallMs = max(during);
 
@@ -70,14 +72,22 @@ try {
     table([
       ['measure', 'ms'],
       ['atoll snapshot call (pre-flush + pause + commit)', (snapEnd - snapStart).toFixed(2)],
+      ['atoll pause: writes held back (gate closed)', (info.snapshotPauseMs ?? NaN).toFixed(2)],
       ['atoll longest write stall across the snapshot', stallMs.toFixed(2)],
+      ['  of which copy-on-write of 4 MiB blocks after it', `${info.copyOnWrites} copies`],
+      ['atoll longest write latency in the second after', max(after).toFixed(2)],
       ['atoll longest write latency before it', max(before).toFixed(2)],
       ['writes completed', latencies.length],
       ['qemu-img snapshot -c on qcow2 (anchor, offline)', qemuMs.toFixed(2)],
     ]),
   );
-  console.log(`goal: stall < 50 ms: ${stallMs < 50 ? 'met' : 'missed'}`);
-  console.log(`ratio qemu-img snapshot / atoll stall: ${(qemuMs / stallMs).toFixed(2)}x`);
+  const pauseMs = info.snapshotPauseMs ?? Number.NaN;
+  console.log(
+    `goal: pause < 50 ms: ${pauseMs < 50 ? 'met' : 'missed'}; longest stall < 50 ms: ${stallMs < 50 ? 'met' : 'missed'}`,
+  );
+  console.log(
+    `ratio qemu-img snapshot / atoll pause: ${(qemuMs / pauseMs).toFixed(1)}x, / atoll longest stall: ${(qemuMs / stallMs).toFixed(2)}x`,
+  );
 } finally {
   await atoll.close();
   await rm(work, { recursive: true, force: true });

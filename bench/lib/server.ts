@@ -18,7 +18,17 @@ export const cliPath = resolve(import.meta.dirname, '../../src/cli/main.js');
 export async function startServer(dataDir: string, extra: string[] = []): Promise<BenchServer> {
   const child = spawn(
     process.execPath,
-    [cliPath, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--nbd', '127.0.0.1:0', ...extra],
+    [
+      cliPath,
+      'serve',
+      '--data',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--nbd',
+      '127.0.0.1:0',
+      ...extra,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const lines = createInterface({ input: child.stdout! });

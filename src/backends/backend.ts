@@ -50,6 +50,8 @@ export interface Backend {
   read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(name: string, offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   put(name: string, data: Uint8Array, options?: { fence?: Lease }): Promise<void>;
+  /** Replace `target` with a copy of `source` (NOT_FOUND if missing), atomically for readers. */
+  copy(source: string, target: string, options?: { fence?: Lease }): Promise<void>;
   delete(name: string, options?: { fence?: Lease }): Promise<void>;
   stat(name: string): Promise<ObjectInfo | undefined>;
   list(prefix: string, callback: (info: ObjectInfo) => void): Promise<void>;

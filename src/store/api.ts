@@ -36,6 +36,10 @@ export interface VolumeInfo {
   readonly createdMs: number;
   readonly snapshots: readonly string[];
   readonly open: boolean;
+  /** How long the last snapshot held writes back (ms; null if none since the volume opened). */
+  readonly snapshotPauseMs: number | null;
+  /** Blocks copied on first write after a snapshot or from a parent since the volume opened. */
+  readonly copyOnWrites: number;
 }
 
 export interface SnapshotInfo {

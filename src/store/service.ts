@@ -499,6 +499,11 @@ export class AtollService implements Atoll {
       createdMs: row.createdMs,
       snapshots,
       open: volume !== null,
+      snapshotPauseMs:
+        volume === null || volume.stats.snapshotPauseMsMax === 0
+          ? null
+          : volume.stats.snapshotPauseMsLast,
+      copyOnWrites: volume?.stats.copyOnWrites ?? 0,
     };
   }
 

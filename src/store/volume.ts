@@ -19,7 +19,7 @@ import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';
 import { StoreError } from '../core/errors.js';
 import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
-import type { Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
+import type { EntryRow, Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
 import type { BlockIO, Extent, WriteFlags } from '../pipeline/stage.js';
 import type { BlockGuard } from './block-guard.js';
 import {
@@ -71,6 +71,8 @@ export class Volume implements BlockIO, MapView {
   private exclusiveChain: Promise<unknown> = Promise.resolve();
   private flushChain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Figures for `volume info` and /metrics. */
+  readonly stats = { snapshotPauseMsLast: 0, snapshotPauseMsMax: 0, copyOnWrites: 0 };
 
   private constructor(ctx: VolumeContext, row: VolumeRow, init: VolumeInit) {
     this.ctx = ctx;
@@ -194,30 +196,52 @@ export class Volume implements BlockIO, MapView {
 
   // ---- snapshots, resize, flatten --------------------------------------------------------------
 
+  /**
+   * Freeze the volume into a snapshot file. The gate is closed only while in-flight writes
+   * drain and the map is captured; the epoch goes up at once, so later writes never touch the
+   * captured blocks, and the backend flush and metadata commit run after the gate reopened, in
+   * the flush chain (so no later flush can persist post-snapshot entries first).
+   */
   async snapshot(name: string, contentType: string): Promise<SnapshotRow> {
-    await this.flush(); // most dirty data goes out before the gate closes
-    return this.exclusive(async () => {
-      await this.flush();
-      const row = await this.ctx.metadata.createSnapshot({
-        volumeId: this.id,
-        volumeMapId: this.mapId,
-        epochNext: this.epoch + 1,
-        contentType,
-        snapshot: {
-          account: this.account,
-          name,
-          volumeId: this.id,
-          volumeName: this.name,
-          sizeBytes: this.sizeBytes,
-          createdMs: this.ctx.nowMs(),
-          blocksTotal: Math.ceil(this.sizeBytes / blockSizeBytes),
-          blocksHashed: 0,
-        },
-      });
+    await this.flush(); // most dirty data goes out while writes still run
+    let commit: Promise<SnapshotRow> | null = null;
+    const gateClosedAt = performance.now();
+    await this.exclusive(async () => {
+      const captured = this.capture();
+      const epochOld = this.epoch;
       this.epoch++;
       this.writablePrefix = this.prefixFor(this.epoch);
-      return row;
+      const snapshot = {
+        account: this.account,
+        name,
+        volumeId: this.id,
+        volumeName: this.name,
+        sizeBytes: this.sizeBytes,
+        createdMs: this.ctx.nowMs(),
+        blocksTotal: Math.ceil(this.sizeBytes / blockSizeBytes),
+        blocksHashed: 0,
+      };
+      const run = this.flushChain.then(async () => {
+        await this.persist(captured, epochOld);
+        return this.ctx.metadata.createSnapshot({
+          volumeId: this.id,
+          volumeMapId: this.mapId,
+          epochNext: epochOld + 1,
+          contentType,
+          snapshot,
+        });
+      });
+      this.flushChain = run.then(
+        () => {},
+        () => {},
+      );
+      commit = run;
+      const pauseMs = performance.now() - gateClosedAt;
+      this.stats.snapshotPauseMsLast = pauseMs;
+      this.stats.snapshotPauseMsMax = Math.max(this.stats.snapshotPauseMsMax, pauseMs);
     });
+    assert(commit !== null, 'the snapshot commit was scheduled');
+    return commit;
   }
 
   async resize(sizeBytes: number, force: boolean): Promise<void> {
@@ -392,12 +416,22 @@ export class Volume implements BlockIO, MapView {
   private async copyOnWrite(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
     const name = this.privateName(idx);
     const source = resolveBlock(this, idx);
+    if (source.kind === 'object') this.stats.copyOnWrites++;
     // The name may be waiting for deletion after a trim; it is ours again.
     this.pendingRelease.delete(name);
     await this.ctx.guard.use(name);
     try {
       if (source.kind === 'zero') {
         await this.ctx.backend.write(name, offsetInBlock, data, { truncate: true });
+      } else if (source.validBytes >= blockSizeBytes) {
+        // The whole source object is valid: let the backend copy it (in-kernel on fs).
+        await this.ctx.guard.use(source.entry.name);
+        try {
+          await this.ctx.backend.copy(source.entry.name, name);
+        } finally {
+          this.ctx.guard.done(source.entry.name);
+        }
+        if (data.length > 0) await this.ctx.backend.write(name, offsetInBlock, data);
       } else {
         const length = this.blockLength(idx);
         const block = Buffer.allocUnsafe(length);
@@ -483,10 +517,15 @@ export class Volume implements BlockIO, MapView {
 
   private async flushOnce(): Promise<void> {
     if (this.closed) return;
-    // Capture what to persist before the backend flush: only data that flush covers is durable.
+    const captured = this.capture();
+    await this.persist(captured, this.epoch);
+    await this.releaseBlocks(captured.released);
+  }
+
+  /** Take the changes to persist; only data that the next backend flush covers is captured. */
+  private capture(): CapturedMap {
     const dirty = [...this.dirty];
     this.dirty.clear();
-    const released = [...this.pendingRelease];
     const metaDirty = this.metaDirty;
     this.metaDirty = false;
     const upserts = [];
@@ -496,27 +535,41 @@ export class Volume implements BlockIO, MapView {
       if (entry === undefined) deletes.push(idx);
       else upserts.push(entryToRow(idx, entry));
     }
+    return {
+      dirty,
+      metaDirty,
+      upserts,
+      deletes,
+      released: [...this.pendingRelease],
+      sizeBytes: this.sizeBytes,
+      parentId: this.parent?.id ?? null,
+      parentLimitBytes: this.parentLimitBytes,
+      depth: this.depth,
+    };
+  }
+
+  /** Backend flush, then commit the captured map; on failure the changes stay dirty. */
+  private async persist(captured: CapturedMap, epoch: number): Promise<void> {
     try {
       await this.ctx.backend.flush();
-      if (dirty.length > 0 || metaDirty) {
+      if (captured.dirty.length > 0 || captured.metaDirty) {
         await this.ctx.metadata.saveVolumeMap({
           volumeId: this.id,
           mapId: this.mapId,
-          sizeBytes: this.sizeBytes,
-          epoch: this.epoch,
-          parentId: this.parent?.id ?? null,
-          parentLimitBytes: this.parentLimitBytes,
-          depth: this.depth,
-          upserts,
-          deletes,
+          sizeBytes: captured.sizeBytes,
+          epoch,
+          parentId: captured.parentId,
+          parentLimitBytes: captured.parentLimitBytes,
+          depth: captured.depth,
+          upserts: captured.upserts,
+          deletes: captured.deletes,
         });
       }
     } catch (err) {
-      for (const idx of dirty) this.dirty.add(idx);
-      if (metaDirty) this.metaDirty = true;
+      for (const idx of captured.dirty) this.dirty.add(idx);
+      this.metaDirty = true;
       throw err;
     }
-    await this.releaseBlocks(released);
   }
 
   private async releaseBlocks(released: readonly [string, number][]): Promise<void> {
@@ -534,6 +587,18 @@ export class Volume implements BlockIO, MapView {
       }
     }
   }
+}
+
+interface CapturedMap {
+  readonly dirty: readonly number[];
+  readonly metaDirty: boolean;
+  readonly upserts: readonly EntryRow[];
+  readonly deletes: readonly number[];
+  readonly released: readonly [string, number][];
+  readonly sizeBytes: number;
+  readonly parentId: number | null;
+  readonly parentLimitBytes: number;
+  readonly depth: number;
 }
 
 interface VolumeInit {
