@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// `atoll serve`: open the store, start the front ends, print the `atoll ready` line, and on
+// SIGTERM or SIGINT stop accepting, finish requests in flight, flush and close the store, exit 0.
+//
+//   openAtoll --> startFrontEnds (HTTP now; NBD is added here next) --> "atoll ready ..."
+//   signal    --> frontEnds.close() --> atoll.close() (flushes) --> exit 0
+import type { Command } from 'commander';
+import { destination, type Logger, pino } from 'pino';
+import { startHttp } from '../../frontends/http/server.js';
+import type { Atoll } from '../../store/api.js';
+import { openAtoll } from '../../store/open.js';
+import { UsageError } from '../errors.js';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface FrontEndOptions {
+  readonly http: HostPort;
+  readonly nbd: HostPort;
+  readonly logger: Logger;
+}
+
+export interface FrontEnds {
+  /** `http://HOST:PORT` with the bound port. */
+  readonly httpUrl: string;
+  /** `nbd://HOST:PORT`. */
+  readonly nbdUrl: string;
+  /** Stop accepting and let requests in flight finish. */
+  close(): Promise<void>;
+}
+
+/** Start every front end over one store. The NBD server joins here in the next issue. */
+export async function startFrontEnds(atoll: Atoll, options: FrontEndOptions): Promise<FrontEnds> {
+  const http = await startHttp(atoll, { ...options.http, logger: options.logger });
+  return {
+    httpUrl: http.url,
+    nbdUrl: `nbd://${hostText(options.nbd.host)}:${options.nbd.port}`,
+    close: () => http.close(),
+  };
+}
+
+/** `HOST:PORT`, `[IPV6]:PORT`; the port is 0..65535 (0 picks a free port). */
+export function parseHostPort(text: string, what: string): HostPort {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  const host = match?.[1] ?? match?.[2];
+  if (match === null || host === undefined || !(port >= 0 && port <= 65535)) {
+    throw new UsageError(`invalid ${what} '${text}': expected HOST:PORT (port 0..65535)`);
+  }
+  return { host, port };
+}
+
+function hostText(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+interface ServeOptions {
+  readonly data: string;
+  readonly listen: string;
+  readonly nbd: string;
+  readonly backend: string;
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the store with its HTTP (and NBD) front ends')
+    .requiredOption('--data <DIR>', 'data directory (created, mode 0700, if missing)')
+    .option('--listen <HOST:PORT>', 'HTTP address', '127.0.0.1:8080')
+    .option('--nbd <HOST:PORT>', 'NBD address', '127.0.0.1:10809')
+    .option('--backend <fs|memory>', 'where blocks are kept', 'fs')
+    .action(async (options: ServeOptions) => serve(options));
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const http = parseHostPort(options.listen, '--listen');
+  const nbd = parseHostPort(options.nbd, '--nbd');
+  if (options.backend !== 'fs' && options.backend !== 'memory') {
+    throw new UsageError(`invalid --backend '${options.backend}': expected fs or memory`);
+  }
+  const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
+  const logger = pino({ level }, destination({ dest: 2, sync: true }));
+  const { atoll } = await openAtoll({ dataDir: options.data, backend: options.backend, logger });
+  let frontEnds: FrontEnds;
+  try {
+    frontEnds = await startFrontEnds(atoll, { http, nbd, logger });
+  } catch (err) {
+    await atoll.close();
+    throw err;
+  }
+  process.stdout.write(`atoll ready ${frontEnds.httpUrl} ${frontEnds.nbdUrl}\n`);
+  const signal = await nextSignal();
+  logger.info({ signal }, 'shutting down: closing front ends, then flushing the store');
+  // A second signal while draining means "now": leave without waiting.
+  const force = (again: NodeJS.Signals) => {
+    logger.warn({ signal: again }, 'second signal: exiting without finishing the shutdown');
+    process.exit(1);
+  };
+  process.once('SIGTERM', force).once('SIGINT', force);
+  await frontEnds.close();
+  await atoll.close();
+  logger.info('stopped');
+  process.exit(0);
+}
+
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', on).off('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on).on('SIGINT', on);
+  });
+}

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: Apache-2.0
+// The OpenAPI 3.0 description of every /api route, written by hand and served at
+// /api/openapi.json. Keep it in step with routes/*.ts and docs/http-api.md.
+import {
+  batchCountMax,
+  ioRequestBytesMax,
+  nameLengthMax,
+  sectorSizeBytes,
+  volumeBytesMax,
+  volumeBytesMin,
+} from '../../core/limits.js';
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const ok = (description: string, schema: object) => ({ description, ...json(schema) });
+const noContent = { description: 'Done; no body' };
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((status) => [String(status), { $ref: `#/components/responses/E${status}` }]),
+  );
+const volumeName = {
+  name: 'name',
+  in: 'path',
+  required: true,
+  schema: ref('Name'),
+  description: 'Volume name',
+};
+const byteQuery = (name: string, required: boolean) => ({
+  name,
+  in: 'query',
+  required,
+  schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+});
+const common = [401, 400];
+const volumeOp = [...common, 403, 404];
+
+const schemas = {
+  Name: {
+    type: 'string',
+    minLength: 1,
+    maxLength: nameLengthMax,
+    pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  },
+  SizeBytes: {
+    type: 'integer',
+    minimum: volumeBytesMin,
+    maximum: volumeBytesMax,
+    multipleOf: sectorSizeBytes,
+  },
+  Error: {
+    type: 'object',
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object',
+        required: ['code', 'message'],
+        properties: {
+          code: {
+            type: 'string',
+            enum: [
+              'NOT_FOUND',
+              'EXISTS',
+              'READ_ONLY',
+              'NO_SPACE',
+              'OUT_OF_RANGE',
+              'INVALID',
+              'PERMISSION',
+              'UNAUTHENTICATED',
+              'CONFLICT',
+              'UNSUPPORTED',
+              'ABORTED',
+              'IO',
+              'CORRUPT',
+            ],
+          },
+          message: { type: 'string' },
+        },
+      },
+    },
+  },
+  Principal: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      user: { type: 'string' },
+      admin: { type: 'boolean' },
+      superuser: { type: 'boolean' },
+    },
+  },
+  ObjectPath: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      container: { type: 'string' },
+      name: { type: 'string' },
+    },
+  },
+  VolumeInfo: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      name: { type: 'string' },
+      id: { type: 'string' },
+      sizeBytes: { type: 'integer' },
+      epoch: { type: 'integer' },
+      parent: { type: 'string', nullable: true },
+      depth: { type: 'integer' },
+      allocatedBytes: { type: 'integer' },
+      createdMs: { type: 'integer' },
+      snapshots: { type: 'array', items: { type: 'string' } },
+      open: { type: 'boolean' },
+    },
+  },
+  SnapshotInfo: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      name: { type: 'string' },
+      volume: { type: 'string' },
+      sizeBytes: { type: 'integer' },
+      createdMs: { type: 'integer' },
+      path: { type: 'string', description: 'The file it became: snapshots/NAME' },
+      hashed: { type: 'boolean' },
+      blocksHashed: { type: 'integer' },
+      blocksTotal: { type: 'integer' },
+    },
+  },
+  Extent: {
+    type: 'object',
+    properties: {
+      offsetBytes: { type: 'integer' },
+      lengthBytes: { type: 'integer' },
+      hole: { type: 'boolean' },
+      zero: { type: 'boolean' },
+    },
+  },
+  GcReport: {
+    type: 'object',
+    properties: {
+      running: { type: 'boolean' },
+      runs: { type: 'integer' },
+      lastStartedMs: { type: 'integer', nullable: true },
+      lastFinishedMs: { type: 'integer', nullable: true },
+      lastScanned: { type: 'integer' },
+      lastDeleted: { type: 'integer' },
+      lastFreedBytes: { type: 'integer' },
+      lastError: { type: 'string', nullable: true },
+    },
+  },
+};
+
+const statusText: Record<number, string> = {
+  400: 'Invalid input (INVALID)',
+  401: 'Missing or invalid token (UNAUTHENTICATED)',
+  403: 'Not allowed (PERMISSION, READ_ONLY)',
+  404: 'No such volume, snapshot or file (NOT_FOUND)',
+  409: 'Already exists or conflicting state (EXISTS, CONFLICT)',
+  413: 'Body too large or no space (NO_SPACE)',
+  416: 'Range or offset outside the volume (OUT_OF_RANGE)',
+};
+
+const responses = Object.fromEntries(
+  Object.entries(statusText).map(([status, description]) => [
+    `E${status}`,
+    { description, ...json(ref('Error')) },
+  ]),
+);
+
+const paths = {
+  '/healthz': {
+    get: { summary: 'Liveness', security: [], responses: { 200: ok('Up', { type: 'object' }) } },
+  },
+  '/api/whoami': {
+    get: { summary: 'The caller', responses: { 200: ok('Caller', ref('Principal')) } },
+  },
+  '/api/accounts': {
+    post: {
+      summary: 'Create an account (superusers only); returns its token',
+      requestBody: json({
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: { name: ref('Name'), key: { type: 'string', minLength: 1, maxLength: 256 } },
+      }),
+      responses: {
+        201: ok('Created', {
+          type: 'object',
+          properties: { account: { type: 'string' }, token: { type: 'string' } },
+        }),
+        ...errors(...common, 403, 409),
+      },
+    },
+  },
+  '/api/volumes': {
+    get: {
+      summary: "List the caller's volumes",
+      responses: {
+        200: ok('Volumes', {
+          type: 'object',
+          properties: { volumes: { type: 'array', items: ref('VolumeInfo') } },
+        }),
+        ...errors(401),
+      },
+    },
+    post: {
+      summary: 'Create volumes: empty (sizeBytes), cloned (from), or count of them',
+      requestBody: json({
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: {
+          name: ref('Name'),
+          sizeBytes: ref('SizeBytes'),
+          from: { type: 'string', description: 'File path (CONTAINER/PATH, /ACCOUNT/...)' },
+          count: { type: 'integer', minimum: 1, maximum: batchCountMax },
+        },
+      }),
+      responses: {
+        201: ok('Created (NAME, or NAME-1..NAME-count)', {
+          type: 'object',
+          properties: { volumes: { type: 'array', items: ref('VolumeInfo') } },
+        }),
+        ...errors(...volumeOp, 409, 413),
+      },
+    },
+  },
+  '/api/volumes/{name}': {
+    parameters: [volumeName],
+    get: {
+      summary: 'Volume info',
+      responses: { 200: ok('Volume', ref('VolumeInfo')), ...errors(...volumeOp) },
+    },
+    delete: { summary: 'Delete a volume', responses: { 204: noContent, ...errors(...volumeOp) } },
+  },
+  '/api/volumes/{name}/resize': {
+    parameters: [volumeName],
+    post: {
+      summary: 'Resize; shrinking below written data needs force',
+      requestBody: json({
+        type: 'object',
+        required: ['sizeBytes'],
+        additionalProperties: false,
+        properties: { sizeBytes: ref('SizeBytes'), force: { type: 'boolean' } },
+      }),
+      responses: { 200: ok('Resized', ref('VolumeInfo')), ...errors(...volumeOp, 409) },
+    },
+  },
+  '/api/volumes/{name}/flatten': {
+    parameters: [volumeName],
+    post: {
+      summary: 'Copy the parent chain into the volume and drop the parent link',
+      responses: { 200: ok('Flattened', ref('VolumeInfo')), ...errors(...volumeOp) },
+    },
+  },
+  '/api/volumes/{name}/snapshots': {
+    parameters: [volumeName],
+    post: {
+      summary: 'Snapshot a volume; it becomes the file snapshots/NAME',
+      requestBody: json({
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: { name: ref('Name') },
+      }),
+      responses: { 201: ok('Taken', ref('SnapshotInfo')), ...errors(...volumeOp, 409) },
+    },
+  },
+  '/api/volumes/{name}/data': {
+    parameters: [volumeName],
+    get: {
+      summary: `Read one byte range (Range: bytes=FIRST-LAST, at most ${ioRequestBytesMax} bytes)`,
+      parameters: [{ name: 'Range', in: 'header', required: true, schema: { type: 'string' } }],
+      responses: {
+        206: {
+          description: 'The bytes',
+          content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+        },
+        ...errors(...volumeOp, 416),
+      },
+    },
+    put: {
+      summary: `Write the body at offset (at most ${ioRequestBytesMax} bytes)`,
+      parameters: [
+        byteQuery('offset', true),
+        { name: 'fua', in: 'query', schema: { type: 'string', enum: ['0', '1'] } },
+      ],
+      requestBody: {
+        required: true,
+        content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+      },
+      responses: { 204: noContent, ...errors(...volumeOp, 413, 416) },
+    },
+  },
+  '/api/volumes/{name}/flush': {
+    parameters: [volumeName],
+    post: { summary: 'Make written data durable', responses: { 204: noContent } },
+  },
+  '/api/volumes/{name}/trim': {
+    parameters: [volumeName, byteQuery('offset', true), byteQuery('length', true)],
+    post: {
+      summary: 'Discard a range',
+      responses: { 204: noContent, ...errors(...volumeOp, 416) },
+    },
+  },
+  '/api/volumes/{name}/zero': {
+    parameters: [volumeName, byteQuery('offset', true), byteQuery('length', true)],
+    post: {
+      summary: 'Make a range read as zeros',
+      responses: { 204: noContent, ...errors(...volumeOp, 416) },
+    },
+  },
+  '/api/volumes/{name}/extents': {
+    parameters: [volumeName, byteQuery('offset', false), byteQuery('length', false)],
+    get: {
+      summary: 'Allocation map of a range (default: the whole volume)',
+      responses: {
+        200: ok('Extents', {
+          type: 'object',
+          properties: { extents: { type: 'array', items: ref('Extent') } },
+        }),
+        ...errors(...volumeOp, 416),
+      },
+    },
+  },
+  '/api/snapshots': {
+    get: {
+      summary: "List the caller's snapshots",
+      responses: {
+        200: ok('Snapshots', {
+          type: 'object',
+          properties: { snapshots: { type: 'array', items: ref('SnapshotInfo') } },
+        }),
+      },
+    },
+  },
+  '/api/snapshots/{name}': {
+    parameters: [{ ...volumeName, description: 'Snapshot name' }],
+    get: {
+      summary: 'Snapshot info',
+      responses: { 200: ok('Snapshot', ref('SnapshotInfo')), ...errors(...volumeOp) },
+    },
+  },
+  '/api/gc': {
+    get: { summary: 'Last GC report', responses: { 200: ok('Report', ref('GcReport')) } },
+    post: {
+      summary: 'Run one garbage collection and wait for it',
+      responses: { 200: ok('Report', ref('GcReport')), ...errors(401, 403) },
+    },
+  },
+  '/api/resolve': {
+    get: {
+      summary: 'Resolve a user-typed path (CONTAINER/PATH, /ACCOUNT/CONTAINER/PATH, ...)',
+      parameters: [{ name: 'path', in: 'query', required: true, schema: { type: 'string' } }],
+      responses: { 200: ok('Path', ref('ObjectPath')), ...errors(...common, 404) },
+    },
+  },
+  '/api/openapi.json': {
+    get: { summary: 'This document', security: [], responses: { 200: ok('OpenAPI', {}) } },
+  },
+};
+
+export const openApiDocument = {
+  openapi: '3.0.3',
+  info: {
+    title: 'Atoll API',
+    version: '0.1.0',
+    description: 'Volumes, snapshots and garbage collection. Files are under /v1 (Swift).',
+  },
+  security: [{ token: [] }, { bearer: [] }],
+  paths,
+  components: {
+    securitySchemes: {
+      token: { type: 'apiKey', in: 'header', name: 'X-Auth-Token' },
+      bearer: { type: 'http', scheme: 'bearer' },
+    },
+    schemas,
+    responses,
+  },
+} as const;

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTP front end: a fastify server over the Atoll service.
+//
+//   /healthz, /api/openapi.json          public
+//   /api/...  JSON (≤ jsonBodyBytesMax) and volume data (octet-stream, ≤ ioRequestBytesMax,
+//             buffered by a content-type parser)
+//   /v1/...   Swift-shaped files; bodies are the raw request stream ('*' parser, not buffered)
+//
+// Each group is its own fastify plugin so its content-type parsers stay inside it. Every
+// authenticated group checks the token in `onRequest`, before any body is read.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { destination, type Logger, pino } from 'pino';
+import { ioRequestBytesMax, jsonBodyBytesMax, objectNameBytesMax } from '../../core/limits.js';
+import type { Atoll } from '../../store/api.js';
+import { principalOf } from './auth.js';
+import { installErrorHandlers, sendError } from './errors.js';
+import { openApiDocument } from './openapi.js';
+import { accountRoutes } from './routes/accounts.js';
+import { gcRoutes } from './routes/gc.js';
+import { objectRoutes } from './routes/objects.js';
+import { snapshotRoutes } from './routes/snapshots.js';
+import { volumeDataRoutes } from './routes/volume-data.js';
+import { volumeRoutes } from './routes/volumes.js';
+
+export interface HttpOptions {
+  /** Address to listen on, e.g. '127.0.0.1' or '::1'. */
+  readonly host: string;
+  /** TCP port; 0 picks a free one (the returned `url` has the real port). */
+  readonly port: number;
+  /** Request and error log; default: warnings and errors to stderr. */
+  readonly logger?: Logger;
+}
+
+export interface HttpServer {
+  /** `http://HOST:PORT` with the port actually bound. */
+  readonly url: string;
+  /** Stop accepting, let requests in flight finish, then resolve. */
+  close(): Promise<void>;
+}
+
+export async function startHttp(atoll: Atoll, options: HttpOptions): Promise<HttpServer> {
+  const app = buildApp(atoll, options.logger ?? pino({ level: 'warn' }, destination(2)));
+  await app.listen({ host: options.host, port: options.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return { url: `http://${host}:${port}`, close: () => app.close() };
+}
+
+export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: jsonBodyBytesMax,
+    // Object names reach 1024 bytes, up to three times that when percent-encoded.
+    routerOptions: { maxParamLength: objectNameBytesMax * 3 + 16 },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // Router errors (bad percent-encoding, bad content type) get the same error body.
+    frameworkErrors: (err, request, reply) => sendError(err, request, reply),
+  });
+  installErrorHandlers(app);
+  app.decorateRequest('atollPrincipal', null);
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/api/openapi.json', async () => openApiDocument);
+
+  app.register(async (authenticated) => {
+    authenticated.addHook('onRequest', async (request) => {
+      request.atollPrincipal = await principalOf(atoll, request);
+    });
+    authenticated.register(async (api) => {
+      api.addContentTypeParser(
+        'application/octet-stream',
+        { parseAs: 'buffer', bodyLimit: ioRequestBytesMax },
+        (_request, body, done) => done(null, body),
+      );
+      accountRoutes(api, atoll);
+      volumeRoutes(api, atoll);
+      volumeDataRoutes(api, atoll);
+      snapshotRoutes(api, atoll);
+      gcRoutes(api, atoll);
+    });
+    authenticated.register(async (objects) => objectRoutes(objects, atoll));
+  });
+  return app;
+}
