@@ -52,7 +52,7 @@ try {
     from: 'snapshots/base',
     count: clones,
   });
-  const made = ((await res.json()) as { volumes: unknown[] }).volumes.length;
+  const made = res.json<{ volumes: unknown[] }>().volumes.length;
   const batchMs = ms(process.hrtime.bigint() - t);
   if (made !== clones) throw new Error(`batch made ${made} volumes, not ${clones}`);
 

@@ -60,7 +60,7 @@ export async function api(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
-): Promise<Response> {
+): Promise<{ status: number; body: Buffer; json<T>(): T }> {
   const init: RequestInit = { method, headers: { 'x-auth-token': server.token, ...headers } };
   if (body instanceof Uint8Array) {
     init.body = body as unknown as BodyInit;
@@ -70,8 +70,10 @@ export async function api(
     (init.headers as Record<string, string>)['content-type'] = 'application/json';
   }
   const res = await fetch(server.url + path, init);
-  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return res;
+  // Always consume the body: an unread body keeps the keep-alive connection busy.
+  const answer = Buffer.from(await res.arrayBuffer());
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${answer.toString()}`);
+  return { status: res.status, body: answer, json: <T>() => JSON.parse(answer.toString()) as T };
 }
 
 export function ms(ns: bigint): number {

@@ -18,7 +18,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 runtime=${RUNTIME:-10}
 size=${SIZE:-1g}
 servers=${SERVERS:-"atoll qemu-nbd nbdkit"}
-jobs=${JOBS:-"randread-4k-qd1 randread-4k-qd16 randwrite-4k-qd1 randwrite-4k-qd16 read-1m-seq write-1m-seq"}
+all_jobs="randread-4k-qd1 randread-4k-qd16 randwrite-4k-qd1 randwrite-4k-qd16"
+all_jobs+=" read-1m-seq write-1m-seq"
+jobs=${JOBS:-$all_jobs}
 keep=${BENCH_DIR:+1}
 dir=${BENCH_DIR:-$(mktemp -d /var/tmp/atoll-nbd-bench.XXXXXX)}
 mkdir -p "$dir"
@@ -38,7 +40,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+free_port() {
+  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+    console.log(s.address().port); s.close(); })'
+}
 
 wait_port() {
   for _ in $(seq 1 100); do

@@ -114,6 +114,8 @@ export interface Metadata {
 
   getMap(id: number): Promise<MapRow | undefined>;
   getEntries(mapId: number): Promise<EntryRow[]>;
+  /** A map and its entries read in one transaction (hashing may rewrite both at any time). */
+  getMapWithEntries(id: number): Promise<{ map: MapRow; entries: EntryRow[] } | undefined>;
   /** Frozen maps still referenced by something and not yet hashed, oldest first. */
   unhashedMaps(): Promise<MapRow[]>;
   /** Replace a frozen map's entries by content hashes and drop its parent (hashing done). */

@@ -2,10 +2,10 @@
 // The barrier between garbage collection and everything that creates references to blocks.
 //
 // GC decides "unreferenced" from a view taken at one moment, then deletes over time. Anything that
-// starts referring to a block after that moment (an upload that finds the block already stored, a
-// new private block, hashing output) calls `use(name)` first and `done(name)` once the reference
-// is recorded in a map. A block is deleted only if it was not in use and not used since the sweep
-// began; `use` of a block being deleted waits until the delete finished, so the caller sees it
+// starts referring to a block (an upload that finds the block already stored, a new private block,
+// hashing output) calls `use(name)` first and `done(name)` once the reference is recorded in a
+// map. A block is deleted only if it is not in use and was neither used nor released since the
+// sweep began (a use that started before the sweep may record its reference after the view); `use` of a block being deleted waits until the delete finished, so the caller sees it
 // missing and writes it again. JS runs one callback at a time, so each check-and-mark below is
 // atomic.
 
@@ -25,6 +25,8 @@ export class BlockGuard {
 
   /** The reference announced by `use` is now recorded in a map (or abandoned). */
   done(name: string): void {
+    // The reference may have been recorded after this sweep took its view of references.
+    this.touched?.add(name);
     const count = this.held.get(name) ?? 0;
     if (count <= 1) this.held.delete(name);
     else this.held.set(name, count - 1);

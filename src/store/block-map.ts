@@ -125,17 +125,17 @@ export class MapCache {
   }
 
   private async load(id: number): Promise<FrozenMap> {
-    const row = await this.metadata.getMap(id);
-    if (row === undefined) throw new StoreError('NOT_FOUND', `map ${id} does not exist`);
+    const loaded = await this.metadata.getMapWithEntries(id);
+    if (loaded === undefined) throw new StoreError('NOT_FOUND', `map ${id} does not exist`);
+    const row = loaded.map;
     if (!row.frozen) throw new StoreError('CORRUPT', `map ${id} is not frozen`);
     const parent = row.parentId === null ? null : await this.get(row.parentId);
-    const entries = entriesFromRows(await this.metadata.getEntries(id));
     const existing = this.maps.get(id);
     if (existing !== undefined) return existing;
     const map = new FrozenMap(
       id,
       row.sizeBytes,
-      entries,
+      entriesFromRows(loaded.entries),
       parent,
       row.parentLimitBytes,
       row.depth,

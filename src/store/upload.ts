@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Backend } from '../backends/backend.js';
 import { StoreError } from '../core/errors.js';
-import { blockHash, trimmedLength, zeroBlockHash } from '../core/hash.js';
+import { blockHashAsync, trimmedLength, zeroBlockHash } from '../core/hash.js';
 import { backgroundConcurrencyMax, blockSizeBytes, objectBytesMax } from '../core/limits.js';
 import { EntryKind, type EntryRow } from '../metadata/metadata.js';
 import type { BlockGuard } from './block-guard.js';
@@ -23,7 +23,7 @@ export interface StoredBlocks {
 
 /** Store one block by content; returns its hash (zeroBlockHash for all-zero data, not stored). */
 export async function storeBlock(backend: Backend, guard: BlockGuard, data: Uint8Array) {
-  const hash = blockHash(data);
+  const hash = await blockHashAsync(data);
   if (hash === zeroBlockHash) return { hash, held: false };
   await guard.use(hash);
   try {

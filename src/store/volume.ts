@@ -90,16 +90,15 @@ export class Volume implements BlockIO, MapView {
   }
 
   static async load(ctx: VolumeContext, row: VolumeRow): Promise<Volume> {
-    const map = await ctx.metadata.getMap(row.mapId);
-    if (map === undefined) throw new StoreError('CORRUPT', `volume ${row.name} has no map`);
-    assert(!map.frozen, 'a volume map is never frozen');
-    const parent = map.parentId === null ? null : await ctx.maps.get(map.parentId);
-    const entries = entriesFromRows(await ctx.metadata.getEntries(row.mapId));
+    const loaded = await ctx.metadata.getMapWithEntries(row.mapId);
+    if (loaded === undefined) throw new StoreError('CORRUPT', `volume ${row.name} has no map`);
+    assert(!loaded.map.frozen, 'a volume map is never frozen');
+    const parent = loaded.map.parentId === null ? null : await ctx.maps.get(loaded.map.parentId);
     return new Volume(ctx, row, {
       parent,
-      parentLimitBytes: map.parentLimitBytes,
-      depth: map.depth,
-      entries,
+      parentLimitBytes: loaded.map.parentLimitBytes,
+      depth: loaded.map.depth,
+      entries: entriesFromRows(loaded.entries),
     });
   }
 
@@ -173,8 +172,15 @@ export class Volume implements BlockIO, MapView {
   }
 
   flush(): Promise<void> {
-    // Flushes run one after another, so a flush never returns before an earlier one persisted.
-    const run = this.flushChain.then(() => this.flushOnce());
+    // The map is captured now, at the call: a flush covers exactly the writes that completed
+    // before it, and captures reach the metadata in call order (flushes and snapshots share
+    // one chain), so a later capture is never overwritten by an earlier one.
+    if (this.closed) return Promise.resolve();
+    const captured = this.capture();
+    const run = this.flushChain.then(async () => {
+      await this.persist(captured);
+      await this.releaseBlocks(captured.released);
+    });
     this.flushChain = run.catch(() => {});
     return run;
   }
@@ -222,7 +228,7 @@ export class Volume implements BlockIO, MapView {
         blocksHashed: 0,
       };
       const run = this.flushChain.then(async () => {
-        await this.persist(captured, epochOld);
+        await this.persist(captured);
         return this.ctx.metadata.createSnapshot({
           volumeId: this.id,
           volumeMapId: this.mapId,
@@ -515,13 +521,6 @@ export class Volume implements BlockIO, MapView {
     return data.some((b) => b !== 0);
   }
 
-  private async flushOnce(): Promise<void> {
-    if (this.closed) return;
-    const captured = this.capture();
-    await this.persist(captured, this.epoch);
-    await this.releaseBlocks(captured.released);
-  }
-
   /** Take the changes to persist; only data that the next backend flush covers is captured. */
   private capture(): CapturedMap {
     const dirty = [...this.dirty];
@@ -541,6 +540,7 @@ export class Volume implements BlockIO, MapView {
       upserts,
       deletes,
       released: [...this.pendingRelease],
+      epoch: this.epoch,
       sizeBytes: this.sizeBytes,
       parentId: this.parent?.id ?? null,
       parentLimitBytes: this.parentLimitBytes,
@@ -549,7 +549,7 @@ export class Volume implements BlockIO, MapView {
   }
 
   /** Backend flush, then commit the captured map; on failure the changes stay dirty. */
-  private async persist(captured: CapturedMap, epoch: number): Promise<void> {
+  private async persist(captured: CapturedMap): Promise<void> {
     try {
       await this.ctx.backend.flush();
       if (captured.dirty.length > 0 || captured.metaDirty) {
@@ -557,7 +557,7 @@ export class Volume implements BlockIO, MapView {
           volumeId: this.id,
           mapId: this.mapId,
           sizeBytes: captured.sizeBytes,
-          epoch,
+          epoch: captured.epoch,
           parentId: captured.parentId,
           parentLimitBytes: captured.parentLimitBytes,
           depth: captured.depth,
@@ -595,6 +595,7 @@ interface CapturedMap {
   readonly upserts: readonly EntryRow[];
   readonly deletes: readonly number[];
   readonly released: readonly [string, number][];
+  readonly epoch: number;
   readonly sizeBytes: number;
   readonly parentId: number | null;
   readonly parentLimitBytes: number;

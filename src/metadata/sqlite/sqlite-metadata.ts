@@ -233,6 +233,19 @@ export class SqliteMetadata implements Metadata {
     return rows.map(([idx, kind, ref]) => ({ idx, kind: kind as EntryKindCode, ref }));
   }
 
+  async getMapWithEntries(id: number) {
+    return this.db.transaction(() => {
+      const r = this.db.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
+      if (r === undefined) return undefined;
+      const rows = this.db
+        .prepare('SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx')
+        .raw()
+        .all(id) as [number, number, string][];
+      const entries = rows.map(([idx, kind, ref]) => ({ idx, kind: kind as EntryKindCode, ref }));
+      return { map: toMap(r), entries };
+    })();
+  }
+
   async unhashedMaps(): Promise<MapRow[]> {
     const rows = this.db
       .prepare(
