@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// SQLite metadata (better-sqlite3 12, WAL, synchronous=FULL so a committed flush survives power
-// loss). Calls are synchronous underneath; the async surface matches the PostgreSQL repository.
+// SQLite metadata (better-sqlite3 12, WAL). Transactions that back a durability promise (a volume
+// flush, a snapshot, an upload, hashing, tokens) commit with synchronous=FULL, so they survive
+// power loss; the rest (creating and deleting volumes, progress) commit with NORMAL: durable
+// against a process crash at once, against power loss at the next FULL commit or checkpoint.
+// Under heavy writeback an fsync of the WAL can take tens of milliseconds, which would make every
+// control-plane call that slow. Calls are synchronous underneath; the async surface matches the
+// PostgreSQL repository.
 import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
@@ -96,7 +101,7 @@ export class SqliteMetadata implements Metadata {
   static open(path: string): SqliteMetadata {
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     const version = num(db.pragma('user_version', { simple: true }));
@@ -108,6 +113,16 @@ export class SqliteMetadata implements Metadata {
       })();
     }
     return new SqliteMetadata(db);
+  }
+
+  /** Run `fn` as one transaction committed with synchronous=FULL (fsync of the WAL). */
+  private durable<T>(fn: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   async createAccount(name: string, createdMs: number): Promise<void> {
@@ -124,12 +139,14 @@ export class SqliteMetadata implements Metadata {
   }
 
   async addToken(tokenHash: string, token: TokenRow, createdMs: number): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      )
-      .run(tokenHash, token.account, token.user, +token.admin, +token.superuser, createdMs);
+    this.durable(() =>
+      this.db
+        .prepare(
+          `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        )
+        .run(tokenHash, token.account, token.user, +token.admin, +token.superuser, createdMs),
+    );
   }
 
   async findToken(tokenHash: string): Promise<TokenRow | undefined> {
@@ -204,7 +221,7 @@ export class SqliteMetadata implements Metadata {
        ON CONFLICT(map_id, idx) DO UPDATE SET kind = excluded.kind, ref = excluded.ref`,
     );
     const remove = this.db.prepare('DELETE FROM map_entries WHERE map_id = ? AND idx = ?');
-    this.db.transaction(() => {
+    this.durable(() => {
       const changed = this.db
         .prepare('UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?')
         .run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes;
@@ -217,7 +234,7 @@ export class SqliteMetadata implements Metadata {
         .run(u.sizeBytes, u.parentId, u.parentLimitBytes, u.depth, u.mapId);
       for (const e of u.upserts) upsert.run(u.mapId, e.idx, e.kind, e.ref);
       for (const idx of u.deletes) remove.run(u.mapId, idx);
-    })();
+    });
   }
 
   async getMap(id: number): Promise<MapRow | undefined> {
@@ -261,7 +278,7 @@ export class SqliteMetadata implements Metadata {
     const insert = this.db.prepare(
       'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
     );
-    this.db.transaction(() => {
+    this.durable(() => {
       // The map may have been deleted (its snapshot removed) while it was being hashed.
       const changed = this.db
         .prepare(
@@ -276,13 +293,13 @@ export class SqliteMetadata implements Metadata {
       this.db
         .prepare('UPDATE snapshots SET blocks_hashed = blocks_total WHERE map_id = ?')
         .run(mapId);
-    })();
+    });
   }
 
   async createSnapshot(request: NewSnapshot): Promise<SnapshotRow> {
     const s = request.snapshot;
     try {
-      return this.db.transaction(() => {
+      return this.durable(() => {
         const vol = this.db
           .prepare('SELECT map_id FROM volumes WHERE id = ?')
           .get(request.volumeId) as Row | undefined;
@@ -333,7 +350,7 @@ export class SqliteMetadata implements Metadata {
             s.blocksHashed,
           );
         return { ...s, mapId };
-      })();
+      });
     } catch (err) {
       if (uniqueViolation(err)) {
         throw new StoreError('EXISTS', `snapshots/${s.name} already exists`);
@@ -373,7 +390,7 @@ export class SqliteMetadata implements Metadata {
     const insert = this.db.prepare(
       'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
     );
-    return this.db.transaction(() => {
+    return this.durable(() => {
       this.ensureContainer(o.account, o.container, o.modifiedMs);
       const mapId = num(
         this.db
@@ -408,7 +425,7 @@ export class SqliteMetadata implements Metadata {
           o.modifiedMs,
         );
       return { ...o, mapId };
-    })();
+    });
   }
 
   async getObject(account: string, container: string, name: string) {
