@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 // fs I/O runs on libuv's thread pool (4 threads by default): too few for many volumes doing
 // random I/O and fsyncs at once. Read by libuv on first use, so set before any I/O.
 process.env.UV_THREADPOOL_SIZE ??= '16';
+
 import { registerAccount } from './commands/account.js';
 import { registerFiles } from './commands/files.js';
 import { registerGc } from './commands/gc.js';

@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { destination, type Logger, pino } from 'pino';
 import { startHttp } from '../../frontends/http/server.js';
+import { startNbd } from '../../frontends/nbd/server.js';
 import type { Atoll } from '../../store/api.js';
 import { openAtoll } from '../../store/open.js';
 import { UsageError } from '../errors.js';
@@ -20,6 +21,10 @@ export interface FrontEndOptions {
   readonly http: HostPort;
   readonly nbd: HostPort;
   readonly logger: Logger;
+  /** TLS-PSK key file (`identity:hexkey` lines) for NBD; required beyond loopback. */
+  readonly tlsPskFile?: string;
+  /** Serve NBD beyond loopback without TLS (trusted networks only). */
+  readonly allowRemote?: boolean;
 }
 
 export interface FrontEnds {
@@ -31,13 +36,28 @@ export interface FrontEnds {
   close(): Promise<void>;
 }
 
-/** Start every front end over one store. The NBD server joins here in the next issue. */
+/** Start every front end over one store. */
 export async function startFrontEnds(atoll: Atoll, options: FrontEndOptions): Promise<FrontEnds> {
   const http = await startHttp(atoll, { ...options.http, logger: options.logger });
+  let nbd: Awaited<ReturnType<typeof startNbd>>;
+  try {
+    nbd = await startNbd(atoll, {
+      host: options.nbd.host,
+      port: options.nbd.port,
+      logger: options.logger,
+      ...(options.tlsPskFile === undefined ? {} : { tlsPskFile: options.tlsPskFile }),
+      ...(options.allowRemote === true ? { allowRemote: true } : {}),
+    });
+  } catch (err) {
+    await http.close();
+    throw err;
+  }
   return {
     httpUrl: http.url,
-    nbdUrl: `nbd://${hostText(options.nbd.host)}:${options.nbd.port}`,
-    close: () => http.close(),
+    nbdUrl: `nbd://${hostText(options.nbd.host)}:${nbd.port}`,
+    close: async () => {
+      await Promise.all([http.close(), nbd.close()]);
+    },
   };
 }
 
@@ -61,6 +81,8 @@ interface ServeOptions {
   readonly listen: string;
   readonly nbd: string;
   readonly backend: string;
+  readonly nbdPsk?: string;
+  readonly nbdAllowRemote?: boolean;
 }
 
 export function registerServe(program: Command): void {
@@ -71,6 +93,11 @@ export function registerServe(program: Command): void {
     .option('--listen <HOST:PORT>', 'HTTP address', '127.0.0.1:8080')
     .option('--nbd <HOST:PORT>', 'NBD address', '127.0.0.1:10809')
     .option('--backend <fs|memory>', 'where blocks are kept', 'fs')
+    .option(
+      '--nbd-psk <FILE>',
+      'TLS-PSK keys for NBD (identity:hexkey per line; identity = account)',
+    )
+    .option('--nbd-allow-remote', 'serve NBD beyond loopback without TLS (trusted networks only)')
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -85,7 +112,13 @@ async function serve(options: ServeOptions): Promise<void> {
   const { atoll } = await openAtoll({ dataDir: options.data, backend: options.backend, logger });
   let frontEnds: FrontEnds;
   try {
-    frontEnds = await startFrontEnds(atoll, { http, nbd, logger });
+    frontEnds = await startFrontEnds(atoll, {
+      http,
+      nbd,
+      logger,
+      ...(options.nbdPsk === undefined ? {} : { tlsPskFile: options.nbdPsk }),
+      ...(options.nbdAllowRemote === true ? { allowRemote: true } : {}),
+    });
   } catch (err) {
     await atoll.close();
     throw err;

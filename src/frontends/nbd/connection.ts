@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: Apache-2.0
+// The NBD transmission phase of one connection: parse requests, run them concurrently against
+// the export's BlockIO, and send each reply as one write.
+//
+// Design note.
+//
+//   socket 'data' -> ByteQueue -> pump(): whole requests only -> validate -> execute (async)
+//                                   ^                                           |
+//                                   +---- in-flight slot freed, socket drained -+-> reply
+//
+// - Requests run concurrently up to `inflightMax`; then the socket is paused (TCP pushes back
+//   on the client) until a reply goes out. The socket is also paused while its write buffer is
+//   over its high-water mark, so a client that sends reads but never reads replies cannot grow
+//   our memory. A request holds its slot until its reply is queued on the socket.
+// - Validation happens once, here, before any BlockIO call (as nbdkit's validate_request): bad
+//   flags, ranges, commands and writes to read-only exports get an NBD error and the connection
+//   stays usable. Only framing errors (bad magic, a WRITE payload over the request limit) hang
+//   up, because the byte stream can no longer be trusted.
+// - Each reply is encoded as one header buffer plus, for reads, the data buffer the store
+//   returned; replies finished in the same tick are corked together, so a reply is never split
+//   over several syscalls and a burst of replies shares one writev.
+// - States: open -> draining (no new requests; in-flight ones finish) -> closed. DISC and a
+//   client half-close drain softly and end the socket; protocol garbage and socket errors drop
+//   the socket at once, but in-flight store calls still finish before the export is closed
+//   (closing a volume handle flushes it).
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { AssertionError } from '../../core/assert.js';
+import { isStoreError } from '../../core/errors.js';
+import { blockSizeBytes } from '../../core/limits.js';
+import type { BlockIO, Extent, WriteFlags } from '../../pipeline/stage.js';
+import { type CommandKind, nbdErrnoFor } from './errno.js';
+import { baseAllocationId, type Negotiated } from './handshake.js';
+import { ByteQueue } from './input.js';
+import {
+  Cmd,
+  cmdFlagDf,
+  cmdFlagFastZero,
+  cmdFlagFua,
+  cmdFlagNoHole,
+  cmdFlagReqOne,
+  decodeRequestHeader,
+  encodeChunkBlockStatus,
+  encodeChunkDataHeader,
+  encodeChunkError,
+  encodeChunkHole,
+  encodeSimpleReply,
+  NbdErrno,
+  type NbdErrnoValue,
+  type RequestHeader,
+  replyFlagDone,
+  requestHeaderBytes,
+  type StatusDescriptor,
+  stateHole,
+  stateZero,
+} from './wire.js';
+
+export interface ConnectionOptions {
+  readonly logger: Logger;
+  /** Largest READ/WRITE payload (advertised as the maximum block size). */
+  readonly requestBytesMax: number;
+  /** Requests of this connection running at once. */
+  readonly inflightMax: number;
+  /** How long a soft close waits for the client to read the last replies. */
+  readonly lingerMs?: number;
+}
+
+/** Flags each command accepts (FUA is accepted everywhere, as proto.md asks). */
+const allowedFlags: Record<number, number> = {
+  [Cmd.read]: cmdFlagFua | cmdFlagDf,
+  [Cmd.write]: cmdFlagFua,
+  [Cmd.flush]: cmdFlagFua,
+  [Cmd.trim]: cmdFlagFua,
+  [Cmd.cache]: cmdFlagFua,
+  [Cmd.writeZeroes]: cmdFlagFua | cmdFlagNoHole | cmdFlagFastZero,
+  [Cmd.blockStatus]: cmdFlagFua | cmdFlagReqOne,
+};
+
+/** Reads at least this long are checked against the map for a hole reply. */
+const holeReplyBytesMin = 64 * 1024;
+
+interface Problem {
+  readonly errno: NbdErrnoValue;
+  readonly message: string;
+}
+
+type State = 'open' | 'draining' | 'closed';
+
+export class Connection {
+  readonly account: string;
+  readonly exportName: string;
+  private readonly socket: Socket | TLSSocket;
+  private readonly io: BlockIO;
+  private readonly structured: boolean;
+  private readonly baseAllocation: boolean;
+  private readonly logger: Logger;
+  private readonly queue = new ByteQueue();
+  private state: State = 'open';
+  private inflight = 0;
+  private pumping = false;
+  private inputPaused = false;
+  private corked = false;
+  private closeDone: () => void = () => {};
+  readonly closed: Promise<void>;
+
+  constructor(
+    negotiated: Negotiated,
+    private readonly options: ConnectionOptions,
+  ) {
+    this.socket = negotiated.socket;
+    this.io = negotiated.export.io;
+    this.structured = negotiated.structured;
+    this.baseAllocation = negotiated.baseAllocation;
+    this.account = negotiated.account;
+    this.exportName = negotiated.export.name;
+    this.logger = options.logger;
+    for (const chunk of negotiated.leftover) this.queue.push(chunk);
+    this.closed = new Promise<void>((resolve) => {
+      this.closeDone = resolve;
+    });
+  }
+
+  /** Start serving; `closed` resolves once the socket is gone and the export is closed. */
+  start(): void {
+    const s = this.socket;
+    s.on('data', (chunk: Buffer) => {
+      if (this.state !== 'open') return;
+      this.queue.push(chunk);
+      this.pump();
+    });
+    s.on('drain', () => this.pump());
+    s.on('end', () => this.stop('soft', 'client closed its side'));
+    s.on('close', () => this.stop('hard', 'socket closed'));
+    s.on('error', (err) => {
+      this.logger.debug({ err }, 'nbd socket error');
+      this.stop('hard', 'socket error');
+    });
+    s.resume();
+    this.pump();
+  }
+
+  /** Server shutdown: take no new requests, finish those in flight, flush, close. */
+  shutdown(): Promise<void> {
+    this.stop('soft', 'server shutting down');
+    return this.closed;
+  }
+
+  // ---- input -----------------------------------------------------------------------------------
+
+  private pump(): void {
+    if (this.pumping) return; // the running loop re-checks everything
+    this.pumping = true;
+    try {
+      while (this.state === 'open') {
+        if (this.inflight >= this.options.inflightMax || this.socket.writableNeedDrain) {
+          this.pauseInput();
+          return;
+        }
+        if (!this.parseOne()) {
+          this.resumeInput();
+          return;
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Start one whole request if the queue holds it; false when more bytes are needed. */
+  private parseOne(): boolean {
+    if (this.queue.length < requestHeaderBytes) return false;
+    const header = decodeRequestHeader(this.queue.peek(requestHeaderBytes), 0);
+    if (header === null) {
+      this.violation('bad request magic');
+      return true;
+    }
+    let payload: Buffer | null = null;
+    if (header.type === Cmd.write) {
+      if (header.lengthBytes > this.options.requestBytesMax) {
+        this.violation(`WRITE of ${header.lengthBytes} bytes exceeds the request limit`);
+        return true;
+      }
+      if (this.queue.length < requestHeaderBytes + header.lengthBytes) return false;
+      this.queue.skip(requestHeaderBytes);
+      payload = this.queue.take(header.lengthBytes);
+    } else {
+      this.queue.skip(requestHeaderBytes);
+    }
+    if (header.type === Cmd.disc) {
+      this.stop('soft', 'client sent DISC');
+      return true;
+    }
+    this.inflight++;
+    void this.serve(header, payload);
+    return true;
+  }
+
+  private pauseInput(): void {
+    if (!this.inputPaused) {
+      this.inputPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private resumeInput(): void {
+    if (this.inputPaused) {
+      this.inputPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private violation(message: string): void {
+    this.logger.info({ account: this.account, export: this.exportName }, `nbd: ${message}`);
+    this.stop('hard', message);
+  }
+
+  // ---- requests --------------------------------------------------------------------------------
+
+  private async serve(h: RequestHeader, payload: Buffer | null): Promise<void> {
+    try {
+      const problem = this.validate(h);
+      if (problem !== null) this.replyError(h, problem.errno, problem.message);
+      else await this.execute(h, payload);
+    } catch (err) {
+      this.failed(h, err);
+    } finally {
+      this.inflight--;
+      if (this.state === 'open') this.pump();
+      else if (this.state === 'draining' && this.inflight === 0) void this.finish();
+    }
+  }
+
+  private failed(h: RequestHeader, err: unknown): void {
+    const errno = nbdErrnoFor(err, commandKind(h.type));
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof AssertionError) {
+      this.logger.error({ err, export: this.exportName }, 'nbd: assertion failed, dropping');
+      this.replyError(h, errno, message);
+      this.stop('soft', 'assertion failed');
+    } else if (!isStoreError(err) || errno === NbdErrno.EIO) {
+      this.logger.warn({ err, export: this.exportName, type: h.type }, 'nbd request failed');
+      this.replyError(h, errno, message);
+    } else {
+      this.replyError(h, errno, message);
+    }
+  }
+
+  /** The checks of nbdkit's validate_request; null when the request may run. */
+  private validate(h: RequestHeader): Problem | null {
+    const allowed = allowedFlags[h.type];
+    if (allowed === undefined) return einval(`unknown command ${h.type}`);
+    if ((h.flags & ~allowed) !== 0) {
+      return einval(`flags 0x${h.flags.toString(16)} are not valid for command ${h.type}`);
+    }
+    if ((h.flags & cmdFlagDf) !== 0 && !this.structured) {
+      return einval('DF needs structured replies');
+    }
+    const writes = h.type === Cmd.write || h.type === Cmd.trim || h.type === Cmd.writeZeroes;
+    if (writes && this.io.readOnly) {
+      return { errno: NbdErrno.EPERM, message: `${this.exportName} is read-only` };
+    }
+    if (h.type === Cmd.flush) {
+      return h.offsetBytes === 0 && h.lengthBytes === 0 ? null : einval('FLUSH takes no range');
+    }
+    const sizeBytes = this.io.sizeBytes;
+    if (h.lengthBytes === 0) return einval('zero-length request');
+    if (h.offsetBytes < 0 || h.offsetBytes + h.lengthBytes > sizeBytes) {
+      const errno =
+        h.type === Cmd.write || h.type === Cmd.writeZeroes ? NbdErrno.ENOSPC : NbdErrno.EINVAL;
+      return { errno, message: `range ends past the export's ${sizeBytes} bytes` };
+    }
+    if (h.type === Cmd.read && h.lengthBytes > this.options.requestBytesMax) {
+      return einval(`READ of ${h.lengthBytes} bytes exceeds ${this.options.requestBytesMax}`);
+    }
+    if (h.type === Cmd.blockStatus && !this.baseAllocation) {
+      return einval('BLOCK_STATUS needs the base:allocation metadata context');
+    }
+    return null;
+  }
+
+  private async execute(h: RequestHeader, payload: Buffer | null): Promise<void> {
+    const fua: WriteFlags | undefined = (h.flags & cmdFlagFua) !== 0 ? { fua: true } : undefined;
+    switch (h.type) {
+      case Cmd.read:
+        return this.read(h);
+      case Cmd.write:
+        if (payload === null) throw new AssertionError('a WRITE carries its payload');
+        await this.io.write(h.offsetBytes, payload, fua);
+        return this.replyOk(h);
+      case Cmd.flush:
+        await this.io.flush();
+        return this.replyOk(h);
+      case Cmd.trim:
+        await this.io.trim(h.offsetBytes, h.lengthBytes, fua);
+        return this.replyOk(h);
+      case Cmd.writeZeroes:
+        return this.writeZeroes(h, fua !== undefined);
+      case Cmd.cache:
+        return this.cache(h);
+      case Cmd.blockStatus:
+        return this.blockStatus(h);
+      default:
+        throw new AssertionError(`validate let command ${h.type} through`);
+    }
+  }
+
+  private async read(h: RequestHeader): Promise<void> {
+    if (this.structured && h.lengthBytes >= holeReplyBytesMin) {
+      // Holes come from the map (no data read); a whole-hole read is one 32-byte chunk. Small
+      // reads skip the check: it costs more than the zeros it would save.
+      const extents = await this.io.extents(h.offsetBytes, h.lengthBytes);
+      const only = extents[0];
+      if (extents.length === 1 && only !== undefined && only.zero) {
+        this.send(encodeChunkHole(h, replyFlagDone, h.offsetBytes, h.lengthBytes));
+        return;
+      }
+    }
+    const data = await this.io.read(h.offsetBytes, h.lengthBytes);
+    if (data.length !== h.lengthBytes) throw new AssertionError('read returns the whole range');
+    const header = this.structured
+      ? encodeChunkDataHeader(h, replyFlagDone, h.offsetBytes, data.length)
+      : encodeSimpleReply(h, 0);
+    this.send(header, data);
+  }
+
+  private async writeZeroes(h: RequestHeader, fua: boolean): Promise<void> {
+    const noHole = (h.flags & cmdFlagNoHole) !== 0;
+    if ((h.flags & cmdFlagFastZero) !== 0 && !(await this.zeroIsFast(h, noHole))) {
+      this.replyError(h, NbdErrno.ENOTSUP, 'zeroing this range would write data');
+      return;
+    }
+    await this.io.zero(h.offsetBytes, h.lengthBytes, { fua, noHole });
+    this.replyOk(h);
+  }
+
+  /**
+   * Whether zeroing only edits the map: ranges that are already holes cost nothing, whole
+   * blocks become holes (unless NO_HOLE); anything else needs zeros written into a block.
+   */
+  private async zeroIsFast(h: RequestHeader, noHole: boolean): Promise<boolean> {
+    const extents = await this.io.extents(h.offsetBytes, h.lengthBytes);
+    const sizeBytes = this.io.sizeBytes;
+    for (const e of extents) {
+      if (e.hole) continue;
+      if (noHole) return false;
+      const end = e.offsetBytes + e.lengthBytes;
+      if (e.offsetBytes % blockSizeBytes !== 0) return false;
+      if (end % blockSizeBytes !== 0 && end !== sizeBytes) return false;
+    }
+    return true;
+  }
+
+  /** Read the range through the store (warming its caches), a block at a time. */
+  private async cache(h: RequestHeader): Promise<void> {
+    const end = h.offsetBytes + h.lengthBytes;
+    for (let at = h.offsetBytes; at < end; at += blockSizeBytes) {
+      await this.io.read(at, Math.min(blockSizeBytes, end - at));
+      if (this.state === 'closed') return;
+    }
+    this.replyOk(h);
+  }
+
+  private async blockStatus(h: RequestHeader): Promise<void> {
+    const extents = await this.io.extents(h.offsetBytes, h.lengthBytes);
+    const descriptors = describe(extents, (h.flags & cmdFlagReqOne) !== 0);
+    if (descriptors.length === 0) throw new AssertionError('extents cover a non-empty range');
+    this.send(encodeChunkBlockStatus(h, baseAllocationId, descriptors));
+  }
+
+  // ---- replies ---------------------------------------------------------------------------------
+
+  private replyOk(h: RequestHeader): void {
+    this.send(encodeSimpleReply(h, 0));
+  }
+
+  private replyError(h: RequestHeader, errno: NbdErrnoValue, message: string): void {
+    this.send(this.structured ? encodeChunkError(h, errno, message) : encodeSimpleReply(h, errno));
+  }
+
+  /** Queue one reply; replies of the same tick leave in one writev. */
+  private send(header: Buffer, data?: Uint8Array): void {
+    const s = this.socket;
+    if (s.destroyed || !s.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        s.uncork();
+      });
+    }
+    s.write(header);
+    if (data !== undefined && data.length > 0) s.write(data);
+  }
+
+  // ---- closing ---------------------------------------------------------------------------------
+
+  private stop(how: 'soft' | 'hard', reason: string): void {
+    if (how === 'hard' && !this.socket.destroyed) this.socket.destroy();
+    if (this.state !== 'open') return;
+    this.logger.debug({ export: this.exportName, reason }, 'nbd connection stopping');
+    this.state = 'draining';
+    this.pauseInput();
+    if (this.inflight === 0) void this.finish();
+  }
+
+  /** After the last in-flight request: close the export (flushes a volume), end the socket. */
+  private async finish(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    try {
+      await this.io.close();
+    } catch (err) {
+      this.logger.error({ err, export: this.exportName }, 'nbd: closing the export failed');
+    }
+    const s = this.socket;
+    if (!s.destroyed) {
+      s.end();
+      // Read (and drop) whatever still comes, so the client's FIN is seen and 'close' fires;
+      // a client that never closes is cut off after the linger time.
+      s.resume();
+      const linger = setTimeout(() => s.destroy(), this.options.lingerMs ?? 5000);
+      s.once('close', () => clearTimeout(linger));
+      await new Promise<void>((resolve) => {
+        if (s.destroyed) resolve();
+        else s.once('close', () => resolve());
+      });
+    }
+    this.closeDone();
+  }
+}
+
+function einval(message: string): Problem {
+  return { errno: NbdErrno.EINVAL, message };
+}
+
+function commandKind(type: number): CommandKind {
+  if (type === Cmd.write || type === Cmd.writeZeroes) return 'write';
+  return type === Cmd.read ? 'read' : 'other';
+}
+
+/** base:allocation descriptors; with REQ_ONE only the first extent. */
+function describe(extents: readonly Extent[], one: boolean): StatusDescriptor[] {
+  const out: StatusDescriptor[] = [];
+  for (const e of extents) {
+    const flags = (e.hole ? stateHole : 0) | (e.zero ? stateZero : 0);
+    const last = out[out.length - 1];
+    if (last !== undefined && last.flags === flags) {
+      out[out.length - 1] = { lengthBytes: last.lengthBytes + e.lengthBytes, flags };
+    } else {
+      out.push({ lengthBytes: e.lengthBytes, flags });
+    }
+    if (one) break;
+  }
+  return out;
+}
