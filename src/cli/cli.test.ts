@@ -83,7 +83,7 @@ before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'atoll-cli-work-'));
   serveProcess = spawn(
     process.execPath,
-    [mainJs, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--backend', 'fs'],
+    [mainJs, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--nbd', '127.0.0.1:0'],
     { env: { ...process.env, ATOLL_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   // Keep the last logs for failure messages; draining also keeps the child from blocking.
@@ -101,7 +101,7 @@ before(async () => {
     throw new Error(`serve closed stdout before ready: ${serveStderr}`);
   })();
   const line = await Promise.race([ready, exited]);
-  const match = /^atoll ready (http:\/\/127\.0\.0\.1:(\d+)) nbd:\/\/127\.0\.0\.1:10809$/.exec(line);
+  const match = /^atoll ready (http:\/\/127\.0\.0\.1:(\d+)) nbd:\/\/127\.0\.0\.1:\d+$/.exec(line);
   assert.ok(match !== null, `ready line: ${line}`);
   assert.notEqual(match[2], '0', 'port 0 is replaced by the real port');
   url = match[1] ?? '';

@@ -49,6 +49,8 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     options.dataDir,
     '--listen',
     '127.0.0.1:0',
+    '--nbd',
+    '127.0.0.1:0',
     '--backend',
     options.backend ?? 'fs',
     ...(options.extraArgs ?? []),

@@ -8,7 +8,7 @@
 //
 // Each group is its own fastify plugin so its content-type parsers stay inside it. Every
 // authenticated group checks the token in `onRequest`, before any body is read.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { destination, type Logger, pino } from 'pino';
 import { ioRequestBytesMax, jsonBodyBytesMax, objectNameBytesMax } from '../../core/limits.js';
 import type { Atoll } from '../../store/api.js';
@@ -55,7 +55,7 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
     routerOptions: { maxParamLength: objectNameBytesMax * 3 + 16 },
     return503OnClosing: true,
     // Two synchronous log lines per request cost more than a small request; errors still log.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
     // Router errors (bad percent-encoding, bad content type) get the same error body.
     frameworkErrors: (err, request, reply) => sendError(err, request, reply),
