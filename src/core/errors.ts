@@ -19,15 +19,18 @@ export type ErrorCode =
 export class StoreError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
+  /** Machine-readable detail for the edge (e.g. the missing block hashes of a hashmap PUT). */
+  readonly details: unknown;
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; retryable?: boolean },
+    options?: { cause?: unknown; retryable?: boolean; details?: unknown },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StoreError';
     this.code = code;
     this.retryable = options?.retryable ?? false;
+    this.details = options?.details;
   }
 }
 

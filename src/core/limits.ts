@@ -28,6 +28,10 @@ export const backgroundConcurrencyMax = 4;
 export const fsOpenFilesMax = 256;
 /** Objects deleted by one GC run before it yields and reports. */
 export const gcDeletesPerRunMax = 10_000_000;
+/** Block hashes in one hashmap (a 5 TiB object at 4 MiB blocks). */
+export const hashmapLengthMax = objectBytesMax / blockSizeBytes;
+/** Bytes of blocks in one block-upload request. */
+export const blockUploadBytesMax = 8 * blockSizeBytes;
 /** Items in one listing page. */
 export const listingLimitMax = 10_000;
 

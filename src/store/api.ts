@@ -68,6 +68,21 @@ export interface ObjectInfo {
   readonly modifiedMs: number;
 }
 
+export interface Hashmap {
+  readonly blockSizeBytes: number;
+  readonly hashAlgorithm: 'sha256';
+  readonly bytes: number;
+  readonly hashes: readonly string[];
+}
+
+export interface HashmapPut {
+  readonly bytes: number;
+  readonly hashes: readonly string[];
+  readonly contentType?: string;
+  /** MD5 of the whole content (the Swift ETag); computed from the blocks when absent. */
+  readonly md5?: string;
+}
+
 export interface GcReport {
   readonly running: boolean;
   readonly runs: number;
@@ -126,6 +141,20 @@ export interface Atoll {
     contentType?: string,
   ): Promise<ObjectInfo>;
   getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo>;
+  /** The Pithos+ hashmap of a file (waits for a snapshot's hashing). */
+  getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap>;
+  /**
+   * Create or replace a file from its hashmap; CONFLICT with `details.missing` (the hashes the
+   * store lacks) when blocks must be uploaded first.
+   */
+  putHashmap(caller: Principal, path: ObjectPath, request: HashmapPut): Promise<ObjectInfo>;
+  /** Store blocks ahead of a hashmap PUT; the body is cut at 4 MiB; returns their hashes. */
+  uploadBlocks(
+    caller: Principal,
+    account: string,
+    container: string,
+    body: Uint8Array,
+  ): Promise<string[]>;
   /** Checks access and range before resolving; the stream then yields exactly lengthBytes. */
   readObject(
     caller: Principal,

@@ -14,23 +14,33 @@ import {
   sectorSizeBytes,
   volumeBytesMax,
 } from '../core/limits.js';
-import type { NewVolume, ObjectRow, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
+import type {
+  EntryRow,
+  NewVolume,
+  ObjectRow,
+  SnapshotRow,
+  VolumeRow,
+} from '../metadata/metadata.js';
 import type { BlockIO } from '../pipeline/stage.js';
 import { checkAccount, checkSuperuser } from './access.js';
 import type {
   Atoll,
   CreateVolumeRequest,
   GcReport,
+  Hashmap,
+  HashmapPut,
   ObjectInfo,
   ObjectPath,
   Principal,
   SnapshotInfo,
   VolumeInfo,
 } from './api.js';
+import { entriesFromRows } from './block-map.js';
 import { readMapRange } from './block-reader.js';
 import { FileIO } from './file-io.js';
 import { GarbageCollector } from './gc.js';
 import { Hasher } from './hasher.js';
+import { checkHashmap, hashmapOf, hashmapTopHash, holdBlocks, storeBlocks } from './hashmaps.js';
 import { checkName, checkObjectName, checkVolumeSize } from './names.js';
 import { storeStream } from './upload.js';
 import { checkCloneDepth, Volume, type VolumeContext } from './volume.js';
@@ -266,9 +276,7 @@ export class AtollService implements Atoll {
   ): Promise<ObjectInfo> {
     this.checkPath(path);
     checkAccount(caller, path.account, 'write');
-    if (path.container === 'snapshots') {
-      throw new StoreError('PERMISSION', 'the snapshots container is written by snapshots only');
-    }
+    this.checkWritableContainer(path);
     if (!(await this.ctx.metadata.accountExists(path.account))) {
       throw new StoreError('NOT_FOUND', `no account ${path.account}`);
     }
@@ -292,6 +300,71 @@ export class AtollService implements Atoll {
     } finally {
       stored.release();
     }
+  }
+
+  async getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'read');
+    const object = await this.findObject(path);
+    const map = await this.ctx.maps.get(object.mapId);
+    if (!map.hashed && this.options.hashing) await this.hasher.kick();
+    return hashmapOf(map, object.sizeBytes);
+  }
+
+  async putHashmap(caller: Principal, path: ObjectPath, request: HashmapPut): Promise<ObjectInfo> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'write');
+    this.checkWritableContainer(path);
+    const entries = checkHashmap(request.bytes, request.hashes);
+    if (request.md5 !== undefined && !/^[0-9a-f]{32}$/.test(request.md5)) {
+      throw new StoreError('INVALID', 'md5 must be 32 lowercase hex digits');
+    }
+    const { missing, release } = await holdBlocks(this.ctx, entries);
+    try {
+      if (missing.length > 0) {
+        throw new StoreError('CONFLICT', `${missing.length} blocks are missing; upload them`, {
+          details: { missing },
+        });
+      }
+      const etag = request.md5 ?? (await this.md5Of(entries, request.bytes));
+      const row = await this.ctx.metadata.putObject({
+        object: {
+          account: path.account,
+          container: path.container,
+          name: path.name,
+          sizeBytes: request.bytes,
+          contentType: (request.contentType ?? 'application/octet-stream').slice(0, 256),
+          hash: hashmapTopHash(request.hashes),
+          etag,
+          modifiedMs: this.ctx.nowMs(),
+        },
+        entries,
+      });
+      return describeObject(row);
+    } finally {
+      release();
+    }
+  }
+
+  async uploadBlocks(
+    caller: Principal,
+    account: string,
+    container: string,
+    body: Uint8Array,
+  ): Promise<string[]> {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'write');
+    return storeBlocks(this.ctx, body);
+  }
+
+  private async md5Of(entries: readonly EntryRow[], sizeBytes: number): Promise<string> {
+    const view = { entries: entriesFromRows(entries), parent: null, parentLimitBytes: 0 };
+    const md5 = createHash('md5');
+    for (let at = 0; at < sizeBytes; at += blockSizeBytes) {
+      md5.update(await readMapRange(this.ctx, view, at, Math.min(blockSizeBytes, sizeBytes - at)));
+    }
+    return md5.digest('hex');
   }
 
   async getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo> {
@@ -454,6 +527,12 @@ export class AtollService implements Atoll {
       );
     }
     return row;
+  }
+
+  private checkWritableContainer(path: ObjectPath): void {
+    if (path.container === 'snapshots') {
+      throw new StoreError('PERMISSION', 'the snapshots container is written by snapshots only');
+    }
   }
 
   private checkPath(path: ObjectPath): void {
