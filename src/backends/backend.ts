@@ -49,7 +49,12 @@ export interface Backend {
   readonly properties: BackendProperties;
   read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(name: string, offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
-  put(name: string, data: Uint8Array, options?: { fence?: Lease }): Promise<void>;
+  /** `durable`: the data is on stable storage before the new name appears (dedup trusts it). */
+  put(
+    name: string,
+    data: Uint8Array,
+    options?: { fence?: Lease; durable?: boolean },
+  ): Promise<void>;
   /** Replace `target` with a copy of `source` (NOT_FOUND if missing), atomically for readers. */
   copy(source: string, target: string, options?: { fence?: Lease }): Promise<void>;
   delete(name: string, options?: { fence?: Lease }): Promise<void>;

@@ -38,8 +38,12 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const releaseDir = await lockDataDir(dataDir);
   try {
-    const backend = await openBackend(options.backend ?? 'fs', dataDir);
-    const metadata = SqliteMetadata.open(join(dataDir, 'atoll.db'));
+    const choice = options.backend ?? 'fs';
+    const backend = await openBackend(choice, dataDir);
+    // Blocks in memory vanish at exit: metadata that outlived them would point at nothing.
+    const metadata = SqliteMetadata.open(
+      choice === 'memory' ? ':memory:' : join(dataDir, 'atoll.db'),
+    );
     const ctx: VolumeContext = {
       backend,
       metadata,
@@ -114,15 +118,20 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await openFile(pidPath, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
+      await handle.writeFile(`${process.pid} ${await startTimeOf(process.pid)}\n`);
       await handle.close();
       return async () => {
         await rm(pidPath, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number.parseInt(await readFile(pidPath, 'utf8').catch(() => ''), 10);
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      const [pidText = '', startText = ''] = (await readFile(pidPath, 'utf8').catch(() => ''))
+        .trim()
+        .split(' ');
+      const pid = Number.parseInt(pidText, 10);
+      // A live process with that pid but another start time reused the pid: the lock is stale.
+      const same = isAlive(pid) && (await startTimeOf(pid)) === startText;
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && same) {
         throw new StoreError('CONFLICT', `${dataDir} is in use by process ${pid}`);
       }
       await rm(pidPath, { force: true });
@@ -131,7 +140,15 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   throw new StoreError('CONFLICT', `cannot lock ${dataDir}`);
 }
 
+/** The process's start time in clock ticks since boot (Linux), '' where unknown. */
+async function startTimeOf(pid: number): Promise<string> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Field 22, counted after the parenthesised command name (which may contain spaces).
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+}
+
 function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -28,7 +28,8 @@ export async function storeBlock(backend: Backend, guard: BlockGuard, data: Uint
   await guard.use(hash);
   try {
     if ((await backend.stat(hash)) === undefined) {
-      await backend.put(hash, data.subarray(0, trimmedLength(data)));
+      // Durable before its name appears: later uploads trust its existence and skip it.
+      await backend.put(hash, data.subarray(0, trimmedLength(data)), { durable: true });
     }
   } catch (err) {
     guard.done(hash);

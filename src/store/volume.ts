@@ -12,8 +12,9 @@
 // - The map is persisted (changed entries only) by `flush`, after the backend flush, so a map
 //   never points at data that is not durable. Released private blocks are deleted after the map
 //   that no longer refers to them is committed.
-// - `snapshot` closes a gate for new writes, drains those in flight, flushes, and freezes the
-//   persisted map in one metadata transaction; a pre-flush keeps the pause short.
+// - `snapshot` closes a gate for new writes, drains those in flight, captures the map and raises
+//   the epoch, then reopens the gate; the backend flush and the commit (map, then the frozen
+//   copy) follow in the flush chain. A pre-flush keeps the work behind the gate short.
 
 import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';

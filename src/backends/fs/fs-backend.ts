@@ -194,16 +194,21 @@ export class FsBackend implements Backend {
     });
   }
 
-  async put(name: string, data: Uint8Array, options: { fence?: Lease } = {}): Promise<void> {
+  async put(
+    name: string,
+    data: Uint8Array,
+    options: { fence?: Lease; durable?: boolean } = {},
+  ): Promise<void> {
     validateObjectName(name);
     await this.#run(async () => {
       await this.#checkFence(options.fence);
       const tempPath = join(this.#objectsDir, tempName());
       try {
-        await writeNewFile(tempPath, data);
+        if (options.durable === true) await writeFileDurably(tempPath, data);
+        else await writeNewFile(tempPath, data);
         await this.#checkFence(options.fence);
         await rename(tempPath, join(this.#objectsDir, name));
-        this.#unsynced.add(name);
+        if (options.durable !== true) this.#unsynced.add(name);
       } catch (err) {
         await unlinkIfExists(tempPath).catch(() => undefined);
         throw mapFsError(err, `put ${name}`);

@@ -128,7 +128,11 @@ export class MemoryBackend implements Backend {
     this.#unflushed.add(name);
   }
 
-  async put(name: string, data: Uint8Array, options: { fence?: Lease } = {}): Promise<void> {
+  async put(
+    name: string,
+    data: Uint8Array,
+    options: { fence?: Lease; durable?: boolean } = {},
+  ): Promise<void> {
     validateObjectName(name);
     if (data.length > memoryObjectBytesMax) {
       throw new StoreError('NO_SPACE', `object ${name} would exceed ${memoryObjectBytesMax} bytes`);

@@ -2,7 +2,7 @@
 // `atoll serve`: open the store, start the front ends, print the `atoll ready` line, and on
 // SIGTERM or SIGINT stop accepting, finish requests in flight, flush and close the store, exit 0.
 //
-//   openAtoll --> startFrontEnds (HTTP now; NBD is added here next) --> "atoll ready ..."
+//   openAtoll --> startFrontEnds (HTTP, NBD) --> "atoll ready ..."
 //   signal    --> frontEnds.close() --> atoll.close() (flushes) --> exit 0
 import type { Command } from 'commander';
 import { destination, type Logger, pino } from 'pino';

@@ -475,7 +475,8 @@ export class SqliteMetadata implements Metadata {
   }
 
   async deleteDeadMaps(): Promise<number> {
-    return this.db.transaction(() => {
+    // FULL: GC deletes blocks next, so every deletion that made a map dead must be durable first.
+    return this.durable(() => {
       // Live maps: roots (volumes, objects) and everything reachable through parent links.
       this.db.exec(`
         CREATE TEMP TABLE IF NOT EXISTS live_maps(id INTEGER PRIMARY KEY);
@@ -490,7 +491,7 @@ export class SqliteMetadata implements Metadata {
       this.db.exec('DELETE FROM snapshots WHERE map_id NOT IN (SELECT id FROM live_maps)');
       return this.db.prepare('DELETE FROM maps WHERE id NOT IN (SELECT id FROM live_maps)').run()
         .changes;
-    })();
+    });
   }
 
   async referencedBlocks(): Promise<Set<string>> {

@@ -15,6 +15,7 @@ import { callerOf } from '../auth.js';
 import { RangeNotSatisfiableError } from '../errors.js';
 import { parseRange } from '../range.js';
 import { nameSchema, parseInput } from '../validate.js';
+import { getHashmap, isHashmapQuery, isUpdateQuery, postBlocks, putHashmap } from './hashmaps.js';
 
 const accountParams = z.object({ account: nameSchema });
 const containerParams = z.object({ account: nameSchema, container: nameSchema });
@@ -65,8 +66,15 @@ export function objectRoutes(app: FastifyInstance, atoll: Atoll): void {
     return objects.map(listingEntry);
   });
 
+  app.post('/v1/:account/:container', async (request, reply) => {
+    const { account, container } = parseInput(containerParams, request.params, 'container');
+    if (isUpdateQuery(request.query)) return postBlocks(atoll, request, reply, account, container);
+    throw new StoreError('UNSUPPORTED', 'container POST supports ?update (block upload) only');
+  });
+
   app.put('/v1/:account/:container/*', async (request, reply) => {
     const path = objectPathOf(request.params);
+    if (isHashmapQuery(request.query)) return putHashmap(atoll, request, reply, path);
     const lengthBytes = Number(request.headers['content-length'] ?? '0');
     if (lengthBytes > objectBytesMax) {
       throw new StoreError('NO_SPACE', `object is larger than ${objectBytesMax} bytes`);
@@ -80,7 +88,7 @@ export function objectRoutes(app: FastifyInstance, atoll: Atoll): void {
       contentType === undefined
         ? await atoll.putObject(caller, path, limited)
         : await atoll.putObject(caller, path, limited, contentType);
-    return reply.code(201).header('etag', info.hash).header('content-length', '0').send();
+    return reply.code(201).header('etag', info.etag).header('content-length', '0').send();
   });
 
   app.route({
@@ -88,6 +96,9 @@ export function objectRoutes(app: FastifyInstance, atoll: Atoll): void {
     url: '/v1/:account/:container/*',
     handler: async (request, reply) => {
       const path = objectPathOf(request.params);
+      if (isHashmapQuery(request.query) && request.method === 'GET') {
+        return getHashmap(atoll, request, reply, path);
+      }
       const caller = callerOf(request);
       const info = await atoll.getObject(caller, path);
       objectHeaders(reply, info);
@@ -129,7 +140,8 @@ async function sendWhole(
 function objectHeaders(reply: FastifyReply, info: ObjectInfo): void {
   reply
     .type(info.contentType === '' ? 'application/octet-stream' : info.contentType)
-    .header('etag', info.hash)
+    .header('etag', info.etag)
+    .header('x-object-hash', info.hash)
     .header('last-modified', new Date(info.modifiedMs).toUTCString())
     .header('x-timestamp', (info.modifiedMs / 1000).toFixed(5))
     .header('accept-ranges', 'bytes');
@@ -188,7 +200,8 @@ function listingEntry(info: ObjectInfo) {
   return {
     name: info.name,
     bytes: info.sizeBytes,
-    hash: info.hash,
+    hash: info.etag,
+    x_object_hash: info.hash,
     content_type: info.contentType,
     // Swift's format: ISO 8601 in UTC with microseconds and no zone suffix.
     last_modified: new Date(info.modifiedMs).toISOString().replace('Z', '000'),
