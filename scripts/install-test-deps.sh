@@ -10,6 +10,8 @@ packages=(
   python3-libnbd    # nbdsh's python module
   fio               # fio's nbd engine
   e2fsprogs         # mke2fs -d, e2fsck, debugfs for image workflows
+  python3-swiftclient  # the swift CLI, a judge of Swift compatibility
+  rclone            # rclone's swift backend, another judge
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
