@@ -423,12 +423,14 @@ export class Volume implements BlockIO, MapView {
   private async copyOnWrite(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
     const name = this.privateName(idx);
     const source = resolveBlock(this, idx);
-    if (source.kind === 'object') this.stats.copyOnWrites++;
+    // A write that covers the whole block replaces it: nothing to copy.
+    const whole = offsetInBlock === 0 && data.length === this.blockLength(idx);
+    if (source.kind === 'object' && !whole) this.stats.copyOnWrites++;
     // The name may be waiting for deletion after a trim; it is ours again.
     this.pendingRelease.delete(name);
     await this.ctx.guard.use(name);
     try {
-      if (source.kind === 'zero') {
+      if (source.kind === 'zero' || whole) {
         await this.ctx.backend.write(name, offsetInBlock, data, { truncate: true });
       } else if (source.validBytes >= blockSizeBytes) {
         // The whole source object is valid: let the backend copy it (in-kernel on fs).
