@@ -12,6 +12,10 @@ packages=(
   e2fsprogs         # mke2fs -d, e2fsck, debugfs for image workflows
   python3-swiftclient  # the swift CLI, a judge of Swift compatibility
   rclone            # rclone's swift backend, another judge
+  ceph-mon ceph-osd ceph-mgr ceph-common  # a throwaway cluster (scripts/ceph-dev.sh)
+  librados-dev      # headers for the rados addon, built by npm install
+  python3-rados     # ceph-dev.sh waits for the cluster with it
+  uuid-runtime      # uuidgen, for ceph-dev.sh
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -18,8 +18,10 @@ import type { VolumeContext } from './volume.js';
 
 export interface OpenOptions {
   readonly dataDir: string;
-  /** 'fs' (default, objects under DATA/), 'memory', or a ready backend (tests). */
-  readonly backend?: 'fs' | 'memory' | Backend;
+  /** 'fs' (default, objects under DATA/), 'memory', 'rados', or a ready backend (tests). */
+  readonly backend?: 'fs' | 'memory' | 'rados' | Backend;
+  /** With backend 'rados': the cluster and pool (the namespace defaults to 'atoll'). */
+  readonly rados?: { readonly cephConf?: string; readonly pool: string; readonly cephId?: string };
   /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
   readonly gcGraceMs?: number;
   /** Background GC period (default 10 min; 0 = only when asked). */
@@ -39,7 +41,7 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   const releaseDir = await lockDataDir(dataDir);
   try {
     const choice = options.backend ?? 'fs';
-    const backend = await openBackend(choice, dataDir);
+    const backend = await openBackend(choice, dataDir, options.rados);
     // Blocks in memory vanish at exit: metadata that outlived them would point at nothing.
     const metadata = SqliteMetadata.open(
       choice === 'memory' ? ':memory:' : join(dataDir, 'atoll.db'),
@@ -81,9 +83,25 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   }
 }
 
-async function openBackend(choice: 'fs' | 'memory' | Backend, dataDir: string): Promise<Backend> {
+async function openBackend(
+  choice: 'fs' | 'memory' | 'rados' | Backend,
+  dataDir: string,
+  rados: OpenOptions['rados'],
+): Promise<Backend> {
   if (choice === 'memory') return new MemoryBackend();
   if (choice === 'fs') return FsBackend.open(dataDir);
+  if (choice === 'rados') {
+    if (rados === undefined) throw new StoreError('INVALID', 'the rados backend needs a pool');
+    // Imported on demand: the native addon exists only where librados-dev was installed.
+    const { RadosBackend } = await import('../backends/rados/rados-backend.js');
+    return RadosBackend.open({
+      pool: rados.pool,
+      namespace: 'atoll',
+      ...(rados.cephConf === undefined ? {} : { cephConf: rados.cephConf }),
+      ...(rados.cephId === undefined ? {} : { cephId: rados.cephId }),
+      timeouts: { connectMs: 30_000, osdOpMs: 30_000, monOpMs: 30_000 },
+    });
+  }
   return choice;
 }
 

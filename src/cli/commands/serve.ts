@@ -82,6 +82,9 @@ interface ServeOptions {
   readonly nbd: string;
   readonly backend: string;
   readonly nbdPsk?: string;
+  readonly cephConf?: string;
+  readonly pool?: string;
+  readonly cephId?: string;
   readonly nbdAllowRemote?: boolean;
 }
 
@@ -92,7 +95,10 @@ export function registerServe(program: Command): void {
     .requiredOption('--data <DIR>', 'data directory (created, mode 0700, if missing)')
     .option('--listen <HOST:PORT>', 'HTTP address', '127.0.0.1:8080')
     .option('--nbd <HOST:PORT>', 'NBD address', '127.0.0.1:10809')
-    .option('--backend <fs|memory>', 'where blocks are kept', 'fs')
+    .option('--backend <fs|memory|rados>', 'where blocks are kept', 'fs')
+    .option('--ceph-conf <FILE>', 'rados: ceph.conf of the cluster')
+    .option('--pool <POOL>', 'rados: the pool that keeps the blocks')
+    .option('--ceph-id <NAME>', 'rados: cephx user without "client." (default admin)')
     .option(
       '--nbd-psk <FILE>',
       'TLS-PSK keys for NBD (identity:hexkey per line; identity = account)',
@@ -104,12 +110,26 @@ export function registerServe(program: Command): void {
 async function serve(options: ServeOptions): Promise<void> {
   const http = parseHostPort(options.listen, '--listen');
   const nbd = parseHostPort(options.nbd, '--nbd');
-  if (options.backend !== 'fs' && options.backend !== 'memory') {
-    throw new UsageError(`invalid --backend '${options.backend}': expected fs or memory`);
+  const backend = options.backend;
+  if (backend !== 'fs' && backend !== 'memory' && backend !== 'rados') {
+    throw new UsageError(`invalid --backend '${backend}': expected fs, memory or rados`);
+  }
+  if (backend === 'rados' && options.pool === undefined) {
+    throw new UsageError('--backend rados needs --pool POOL (and --ceph-conf FILE)');
   }
   const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
   const logger = pino({ level }, destination({ dest: 2, sync: true }));
-  const { atoll } = await openAtoll({ dataDir: options.data, backend: options.backend, logger });
+  const rados =
+    options.pool === undefined
+      ? {}
+      : {
+          rados: {
+            pool: options.pool,
+            ...(options.cephConf === undefined ? {} : { cephConf: options.cephConf }),
+            ...(options.cephId === undefined ? {} : { cephId: options.cephId }),
+          },
+        };
+  const { atoll } = await openAtoll({ dataDir: options.data, backend, logger, ...rados });
   let frontEnds: FrontEnds;
   try {
     frontEnds = await startFrontEnds(atoll, {

@@ -1,0 +1,723 @@
+// SPDX-License-Identifier: Apache-2.0
+// The rados backend: one RADOS object per Atoll object, through our librados addon.
+//
+// Design note.
+//
+//   pool POOL, namespace NS            data objects, named as Atoll names them
+//   pool POOL, namespace NS.atoll.locks  one lock object per lease name (size 0):
+//     RADOS lock "atoll.lease", exclusive, duration = ttl, cookie = OWNER@INSTANCE
+//     xattr atoll.epoch   last epoch issued, 16 hex digits (so string order = number order)
+//     xattr atoll.holder  cookie of the epoch's holder, '' after unlock
+//
+// Every data call is one asynchronous librados call (rados_aio_*), so the event loop never
+// waits on RADOS; calls without an aio form (lock, listing) run on the libuv pool. Timeouts are
+// librados' own (rados_osd_op_timeout, rados_mon_op_timeout, client_mount_timeout), set at open;
+// an expired one is IO, retryable.
+//
+// Leases. RADOS locks expire on the OSD's clock; we set our expiry from a time taken before the
+// lock call, so on one host our lease ends no later than the OSD's and nobody can take the lock
+// while we still think we hold it. The epoch is bumped by a compare-and-set write op on the lock
+// object (cmpxattr epoch and holder, setxattr both) when a new holder — another owner, or the
+// same owner in another backend instance — takes the lock; the holder relocking keeps it.
+//
+// Fencing. RADOS cannot make a write to one object conditional on another object, so a fenced
+// write is guarded twice:
+//   1. locally: the fence must be this instance's current lease of its name and unexpired
+//      (covers every write issued after the lease was lost, as the shared semantics require);
+//   2. on the OSD, atomically with the write: the data object carries xattr atoll.f.<hash of
+//      the lease name> = highest epoch that wrote it; the write op asserts stored <= ours
+//      (cmpxattr GTE) and sets it. So once a new holder has written an object, no write of an
+//      older epoch still in flight (a stalled node resuming) can land on it. A missing object
+//      cannot be compared, so it is created exclusively in the same op instead.
+// A stale write in flight to an object the new holder has not written yet can still land;
+// blocklisting the old client (rados_blocklist_add, exposed by the addon) closes that gap and
+// is the caller's policy (see README).
+import { createHash, randomBytes } from 'node:crypto';
+import { StoreError } from '../../core/errors.js';
+import type { Backend, BackendProperties, Lease, ObjectInfo, WriteOptions } from '../backend.js';
+import { objectNamePattern } from '../backend.js';
+import {
+  leaseTtlMsMax,
+  validateObjectName,
+  validatePrefix,
+  validateRange,
+  validateTarget,
+} from '../memory/memory-backend.js';
+import type { NativeCluster, NativeIoctx, WriteStep } from './native.js';
+import {
+  isNativeError,
+  LIBRADOS_CMPXATTR_OP_EQ,
+  LIBRADOS_CMPXATTR_OP_GTE,
+  LIBRADOS_LOCK_FLAG_MAY_RENEW,
+  loadAddon,
+} from './native.js';
+
+export interface RadosTimeouts {
+  /** client_mount_timeout: how long open() waits for the monitors. Default 30 s. */
+  readonly connectMs?: number;
+  /** rados_osd_op_timeout: any object operation. Default 30 s (librados: 0 = forever). */
+  readonly osdOpMs?: number;
+  /** rados_mon_op_timeout: monitor calls (blocklist, pool lookup). Default 30 s. */
+  readonly monOpMs?: number;
+}
+
+export interface RadosBackendOptions {
+  /** ceph.conf path; default librados' search ($CEPH_CONF, /etc/ceph/ceph.conf, ...). */
+  readonly cephConf?: string;
+  readonly pool: string;
+  /** The cephx user without `client.`; default `admin`. */
+  readonly cephId?: string;
+  /** RADOS namespace of the objects; default '' (the pool's default namespace). */
+  readonly namespace?: string;
+  readonly timeouts?: RadosTimeouts;
+  /** Extra librados options (rados_conf_set), e.g. { objecter_inflight_ops: '2048' }. */
+  readonly conf?: Readonly<Record<string, string>>;
+  /** Clock for leases, ms since the epoch. Default Date.now. */
+  readonly now?: () => number;
+}
+
+const errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ENODATA: 61,
+  ESHUTDOWN: 108,
+  ETIMEDOUT: 110,
+  EDQUOT: 122,
+  ECANCELED: 125,
+} as const;
+
+const defaultTimeoutMs = 30_000;
+const lockName = 'atoll.lease';
+const epochXattr = 'atoll.epoch';
+const holderXattr = 'atoll.holder';
+const lockNamespaceSuffix = 'atoll.locks';
+/** Holder cookies are OWNER@INSTANCE; owners are at most 256 characters. */
+const xattrBytesMax = 512;
+const ownerLengthMax = 256;
+/** Names per listing page (one rados_nobjects_list_next2 loop on the libuv pool). */
+const listPageMax = 1024;
+/** Stats in flight while listing. */
+const listStatConcurrency = 32;
+/** Rounds of the fenced create-or-compare dance before giving up (racing creators). */
+const fencedRoundsMax = 8;
+/** Attempts of copy when the source keeps growing under us. */
+const copyRoundsMax = 8;
+
+export class RadosBackend implements Backend {
+  readonly kind = 'rados';
+  readonly properties: BackendProperties = { concurrency: 16, atomicPut: true };
+  readonly pool: string;
+  readonly namespace: string;
+
+  readonly #cluster: NativeCluster;
+  readonly #data: NativeIoctx;
+  readonly #locks: NativeIoctx;
+  readonly #now: () => number;
+  /** Distinguishes this backend instance's holders from any other process or instance. */
+  readonly #instance = randomBytes(8).toString('hex');
+  /** The leases this instance holds (or held last), by name. */
+  readonly #leases = new Map<string, Lease>();
+  /** Lock calls on one name run one at a time (their read-modify-write of the xattrs). */
+  readonly #lockChains = new Map<string, Promise<unknown>>();
+  readonly #fenceXattrs = new Map<string, string>();
+
+  #inflight = 0;
+  #drained: (() => void) | undefined;
+  #closed = false;
+  #closeDone: Promise<void> | undefined;
+
+  private constructor(
+    cluster: NativeCluster,
+    data: NativeIoctx,
+    locks: NativeIoctx,
+    options: RadosBackendOptions,
+  ) {
+    this.#cluster = cluster;
+    this.#data = data;
+    this.#locks = locks;
+    this.pool = options.pool;
+    this.namespace = options.namespace ?? '';
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Connects (bounded by timeouts.connectMs) and opens the pool. UNSUPPORTED when the addon is
+   * not built, NOT_FOUND for a missing pool, PERMISSION for bad credentials, IO otherwise.
+   */
+  static async open(options: RadosBackendOptions): Promise<RadosBackend> {
+    const addon = loadAddon();
+    if (typeof options.pool !== 'string' || options.pool === '') {
+      throw new StoreError('INVALID', 'rados backend: pool is required');
+    }
+    const namespace = options.namespace ?? '';
+    const timeouts = options.timeouts ?? {};
+    const conf: Record<string, string> = {
+      ...options.conf,
+      client_mount_timeout: seconds(timeouts.connectMs, 'connectMs'),
+      rados_osd_op_timeout: seconds(timeouts.osdOpMs, 'osdOpMs'),
+      rados_mon_op_timeout: seconds(timeouts.monOpMs, 'monOpMs'),
+    };
+    const clientName = `client.${options.cephId ?? 'admin'}`;
+    let cluster: NativeCluster;
+    try {
+      cluster = new addon.Cluster(clientName, options.cephConf ?? null, conf);
+    } catch (err) {
+      throw mapRadosError(err, `rados: configure ${clientName} from ${options.cephConf}`);
+    }
+    const opened: NativeIoctx[] = [];
+    try {
+      await cluster.connect();
+      const lockNamespace =
+        namespace === '' ? lockNamespaceSuffix : `${namespace}.${lockNamespaceSuffix}`;
+      opened.push(await cluster.openIoctx(options.pool, namespace));
+      opened.push(await cluster.openIoctx(options.pool, lockNamespace));
+      const [data, locks] = opened as [NativeIoctx, NativeIoctx];
+      return new RadosBackend(cluster, data, locks, options);
+    } catch (err) {
+      for (const ioctx of opened) ioctx.close();
+      await cluster.shutdown().catch(() => undefined);
+      throw mapRadosError(err, `rados: connect as ${clientName} to pool ${options.pool}`);
+    }
+  }
+
+  /** This client's RADOS address, e.g. to blocklist it from another node. */
+  get clientAddress(): string {
+    return this.#cluster.addrs();
+  }
+
+  /** aio operations in flight in the addon (for leak tests). */
+  get nativeInflight(): number {
+    return this.#cluster.inflight();
+  }
+
+  /**
+   * Blocklists a client address for `seconds` (rados_blocklist_add): every op it has in flight
+   * or sends later fails. The hard fence for a stalled node; see the README.
+   */
+  async blocklist(address: string, seconds: number): Promise<void> {
+    await this.#run(`blocklist ${address}`, () => this.#cluster.blocklistAdd(address, seconds));
+  }
+
+  async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    validateObjectName(name);
+    validateRange(offsetBytes, lengthBytes);
+    const buffer = Buffer.allocUnsafe(lengthBytes);
+    const doneBytes = await this.readInto(name, offsetBytes, buffer, 0, lengthBytes);
+    // Never leave stale (pooled) memory behind a short read's view.
+    if (doneBytes < lengthBytes) buffer.fill(0, doneBytes);
+    return buffer.subarray(0, doneBytes);
+  }
+
+  async readInto(
+    name: string,
+    offsetBytes: number,
+    target: Uint8Array,
+    targetOffset: number,
+    lengthBytes: number,
+  ): Promise<number> {
+    validateObjectName(name);
+    validateRange(offsetBytes, lengthBytes);
+    validateTarget(target, targetOffset, lengthBytes);
+    return this.#run(`read ${name}`, async () => {
+      if (lengthBytes === 0) {
+        // A RADOS read of length 0 means "to the end"; only existence matters here.
+        await this.#data.stat(name);
+        return 0;
+      }
+      return this.#data.read(name, target, targetOffset, lengthBytes, offsetBytes);
+    });
+  }
+
+  async write(
+    name: string,
+    offsetBytes: number,
+    data: Uint8Array,
+    options: WriteOptions = {},
+  ): Promise<void> {
+    validateObjectName(name);
+    validateRange(offsetBytes, data.length);
+    const { fence, truncate } = options;
+    if (fence === undefined && truncate !== true && data.length > 0) {
+      await this.#run(`write ${name}`, () => this.#data.write(name, data, offsetBytes));
+      return;
+    }
+    const steps: WriteStep[] = [];
+    if (truncate === true) steps.push(['truncate', 0]);
+    // An empty write still creates the object, as pwrite would.
+    if (data.length > 0) steps.push(['write', data, offsetBytes]);
+    else steps.push(['create', false]);
+    await this.#operate(name, steps, fence, `write ${name}`);
+  }
+
+  async put(
+    name: string,
+    data: Uint8Array,
+    options: { fence?: Lease; durable?: boolean } = {},
+  ): Promise<void> {
+    validateObjectName(name);
+    // RADOS acknowledges a write once it is on stable storage: every put is durable.
+    if (options.fence === undefined) {
+      await this.#run(`put ${name}`, () => this.#data.writeFull(name, data));
+      return;
+    }
+    await this.#operate(name, [['writeFull', data]], options.fence, `put ${name}`);
+  }
+
+  async copy(source: string, target: string, options: { fence?: Lease } = {}): Promise<void> {
+    validateObjectName(source);
+    validateObjectName(target);
+    // No copy-from in the C API: read the whole source, then replace the target in one op
+    // (write_full is atomic for readers).
+    const data = await this.#run(`copy ${source}`, () => this.#readWhole(source));
+    if (options.fence === undefined) {
+      await this.#run(`copy to ${target}`, () => this.#data.writeFull(target, data));
+    } else {
+      await this.#operate(target, [['writeFull', data]], options.fence, `copy to ${target}`);
+    }
+  }
+
+  async delete(name: string, options: { fence?: Lease } = {}): Promise<void> {
+    validateObjectName(name);
+    try {
+      if (options.fence === undefined) {
+        await this.#run(`delete ${name}`, () => this.#data.remove(name));
+      } else {
+        await this.#operate(name, [['remove']], options.fence, `delete ${name}`);
+      }
+    } catch (err) {
+      if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
+    }
+  }
+
+  async stat(name: string): Promise<ObjectInfo | undefined> {
+    validateObjectName(name);
+    try {
+      const [sizeBytes, mtimeSeconds] = await this.#run(`stat ${name}`, () =>
+        this.#data.stat(name),
+      );
+      return { name, sizeBytes, mtimeMs: mtimeSeconds * 1000 };
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  async list(prefix: string, callback: (info: ObjectInfo) => void): Promise<void> {
+    validatePrefix(prefix);
+    // Pages of names from the libuv pool, filtered here (RADOS lists in hash order and has no
+    // prefix filter), then stats in parallel; callbacks run between pages.
+    await this.#run(`list ${prefix}`, async () => {
+      const listing = await this.#data.listOpen();
+      try {
+        for (;;) {
+          const names = await this.#data.listNext(listing, listPageMax);
+          const matching = names.filter(
+            (name) => name.startsWith(prefix) && objectNamePattern.test(name),
+          );
+          const infos = await mapLimit(matching, listStatConcurrency, async (name) => {
+            try {
+              const [sizeBytes, mtimeSeconds] = await this.#data.stat(name);
+              return { name, sizeBytes, mtimeMs: mtimeSeconds * 1000 };
+            } catch (err) {
+              // Deleted between the listing and the stat.
+              if (isNativeError(err) && err.errno === -errno.ENOENT) return undefined;
+              throw err;
+            }
+          });
+          for (const info of infos) if (info !== undefined) callback(info);
+          if (names.length < listPageMax) return;
+        }
+      } finally {
+        this.#data.listClose(listing);
+      }
+    });
+  }
+
+  async flush(): Promise<void> {
+    // Every write resolves only once RADOS has it on stable storage; rados_aio_flush_async
+    // additionally waits for writes still in flight, which is what callers expect of a flush.
+    await this.#run('flush', () => this.#data.flush());
+  }
+
+  async lock(name: string, owner: string, ttlMs: number): Promise<Lease> {
+    validateObjectName(name);
+    validateOwner(owner);
+    validateTtl(ttlMs);
+    return this.#serialized(name, async () => {
+      const cookie = this.#cookie(owner);
+      const startMs = this.#now();
+      await this.#run(`lock ${name}`, () =>
+        this.#locks.lockExclusive(
+          name,
+          lockName,
+          cookie,
+          owner,
+          ttlMs,
+          LIBRADOS_LOCK_FLAG_MAY_RENEW,
+        ),
+      );
+      const [storedEpoch, holder] = await Promise.all([
+        this.#getLockXattr(name, epochXattr),
+        this.#getLockXattr(name, holderXattr),
+      ]);
+      const lastEpoch = parseEpoch(name, storedEpoch);
+      let epoch = lastEpoch;
+      if (holder !== cookie) {
+        // A new holder: the compare-and-set fails if anyone bumped the epoch meanwhile.
+        epoch = lastEpoch + 1;
+        try {
+          await this.#run(`lock ${name}`, () =>
+            this.#locks.operate(name, [
+              ['cmpxattr', epochXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(storedEpoch)],
+              ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(holder)],
+              ['setxattr', epochXattr, Buffer.from(formatEpoch(epoch))],
+              ['setxattr', holderXattr, Buffer.from(cookie)],
+            ]),
+          );
+        } catch (err) {
+          if (!(err instanceof StoreError && err.code === 'PERMISSION')) throw err;
+          throw new StoreError('CONFLICT', `lock ${name}: taken by another holder meanwhile`);
+        }
+      }
+      const lease: Lease = { name, owner, epoch, expiresAtMs: startMs + ttlMs };
+      this.#leases.set(name, lease);
+      return lease;
+    });
+  }
+
+  async renew(lease: Lease, ttlMs: number): Promise<Lease> {
+    validateObjectName(lease.name);
+    validateTtl(ttlMs);
+    const { name } = lease;
+    return this.#serialized(name, async () => {
+      if (!sameLease(this.#leases.get(name), lease)) {
+        throw new StoreError('CONFLICT', `lease on ${name} epoch ${lease.epoch} was lost`);
+      }
+      const cookie = this.#cookie(lease.owner);
+      const startMs = this.#now();
+      await this.#run(`renew ${name}`, () =>
+        this.#locks.lockExclusive(
+          name,
+          lockName,
+          cookie,
+          lease.owner,
+          ttlMs,
+          LIBRADOS_LOCK_FLAG_MAY_RENEW,
+        ),
+      );
+      try {
+        // The lock may have expired, passed through another holder and come back free.
+        await this.#run(`renew ${name}`, () =>
+          this.#locks.operate(name, [
+            [
+              'cmpxattr',
+              epochXattr,
+              LIBRADOS_CMPXATTR_OP_EQ,
+              Buffer.from(formatEpoch(lease.epoch)),
+            ],
+            ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(cookie)],
+          ]),
+        );
+      } catch (err) {
+        this.#leases.delete(name);
+        await this.#locks.unlock(name, lockName, cookie).catch(() => undefined);
+        throw err instanceof StoreError && err.code === 'PERMISSION'
+          ? new StoreError('CONFLICT', `lease on ${name} epoch ${lease.epoch} was lost`)
+          : err;
+      }
+      const renewed: Lease = { ...lease, expiresAtMs: startMs + ttlMs };
+      this.#leases.set(name, renewed);
+      return renewed;
+    });
+  }
+
+  async unlock(lease: Lease): Promise<void> {
+    validateObjectName(lease.name);
+    const { name } = lease;
+    await this.#serialized(name, async () => {
+      // Not ours (any more): unlock is idempotent and never releases someone else's lease.
+      if (!sameLease(this.#leases.get(name), lease)) return;
+      this.#leases.delete(name);
+      const cookie = this.#cookie(lease.owner);
+      try {
+        await this.#run(`unlock ${name}`, () =>
+          this.#locks.operate(name, [
+            [
+              'cmpxattr',
+              epochXattr,
+              LIBRADOS_CMPXATTR_OP_EQ,
+              Buffer.from(formatEpoch(lease.epoch)),
+            ],
+            ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(cookie)],
+            ['setxattr', holderXattr, Buffer.alloc(0)],
+          ]),
+        );
+      } catch (err) {
+        // PERMISSION: another holder took over meanwhile; leave its state alone.
+        if (!(err instanceof StoreError && err.code === 'PERMISSION')) throw err;
+        return;
+      }
+      try {
+        await this.#run(`unlock ${name}`, () => this.#locks.unlock(name, lockName, cookie));
+      } catch (err) {
+        // NOT_FOUND: the RADOS lock had already expired.
+        if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
+      }
+    });
+  }
+
+  /** Waits for operations in flight, flushes, and disconnects. Later calls fail ABORTED. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closeDone ??= this.#closeAll();
+    return this.#closeDone;
+  }
+
+  async #closeAll(): Promise<void> {
+    if (this.#inflight > 0) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+    }
+    try {
+      await this.#data.flush();
+      await this.#locks.flush();
+    } finally {
+      this.#data.close();
+      this.#locks.close();
+      await this.#cluster.shutdown();
+    }
+  }
+
+  // --- Internals ---------------------------------------------------------------------------------
+
+  /** Runs one call against RADOS: counted for close(), errors mapped to StoreErrors. */
+  async #run<T>(what: string, call: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+    this.#inflight++;
+    try {
+      return await call();
+    } catch (err) {
+      throw mapRadosError(err, what);
+    } finally {
+      if (--this.#inflight === 0 && this.#drained !== undefined) this.#drained();
+    }
+  }
+
+  /** A write op, fenced when `fence` is given (see the design note). */
+  async #operate(
+    name: string,
+    steps: WriteStep[],
+    fence: Lease | undefined,
+    what: string,
+  ): Promise<void> {
+    if (fence === undefined) {
+      await this.#run(what, () => this.#data.operate(name, steps));
+      return;
+    }
+    const isRemove = steps.some((step) => step[0] === 'remove');
+    const xattr = this.#fenceXattr(fence.name);
+    const epoch = Buffer.from(formatEpoch(fence.epoch));
+    const guard: WriteStep[] = [['cmpxattr', xattr, LIBRADOS_CMPXATTR_OP_GTE, epoch]];
+    const stamp: WriteStep[] = isRemove ? [] : [['setxattr', xattr, epoch]];
+    for (let round = 0; round < fencedRoundsMax; round++) {
+      this.#checkFence(fence);
+      try {
+        await this.#run(what, () => this.#data.operate(name, [...guard, ...stamp, ...steps]));
+        return;
+      } catch (err) {
+        if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
+        if (isRemove) throw err;
+      }
+      // The object does not exist, so there is nothing to compare: create it in the same op.
+      this.#checkFence(fence);
+      try {
+        await this.#run(what, () =>
+          this.#data.operate(name, [['create', true], ...stamp, ...steps]),
+        );
+        return;
+      } catch (err) {
+        // Someone created it meanwhile: compare again.
+        if (!(err instanceof StoreError && err.code === 'EXISTS')) throw err;
+      }
+    }
+    throw new StoreError('IO', `${what}: object keeps appearing and vanishing`, {
+      retryable: true,
+    });
+  }
+
+  #checkFence(fence: Lease): void {
+    validateObjectName(fence.name);
+    const current = this.#leases.get(fence.name);
+    if (!sameLease(current, fence)) {
+      throw new StoreError(
+        'PERMISSION',
+        `fenced: lease on ${fence.name} epoch ${fence.epoch} lost`,
+      );
+    }
+    if (current.expiresAtMs <= this.#now()) {
+      throw new StoreError('PERMISSION', `fenced: lease on ${fence.name} expired`);
+    }
+  }
+
+  /** xattr names are limited (osd_max_attr_name_len, 100), lease names are up to 250. */
+  #fenceXattr(leaseName: string): string {
+    let xattr = this.#fenceXattrs.get(leaseName);
+    if (xattr === undefined) {
+      const digest = createHash('sha256').update(leaseName).digest('hex').slice(0, 32);
+      xattr = `atoll.f.${digest}`;
+      this.#fenceXattrs.set(leaseName, xattr);
+    }
+    return xattr;
+  }
+
+  async #getLockXattr(name: string, xattr: string): Promise<string> {
+    try {
+      const value = await this.#run(`lock ${name}`, () =>
+        this.#locks.getxattr(name, xattr, xattrBytesMax),
+      );
+      return value.toString('latin1');
+    } catch (err) {
+      if (err instanceof StoreError && err.cause !== undefined && isNativeError(err.cause)) {
+        if (err.cause.errno === -errno.ENODATA) return '';
+      }
+      throw err;
+    }
+  }
+
+  #cookie(owner: string): string {
+    return `${owner}@${this.#instance}`;
+  }
+
+  async #serialized<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#lockChains.get(name) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#lockChains.set(name, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.#lockChains.get(name) === settled) this.#lockChains.delete(name);
+    }
+  }
+
+  async #readWhole(name: string): Promise<Buffer> {
+    for (let round = 0; round < copyRoundsMax; round++) {
+      const [sizeBytes] = await this.#data.stat(name);
+      // One byte more than the size tells us whether the object grew in between.
+      const buffer = Buffer.allocUnsafe(sizeBytes + 1);
+      const doneBytes = await this.#data.read(name, buffer, 0, sizeBytes + 1, 0);
+      if (doneBytes <= sizeBytes) return buffer.subarray(0, doneBytes);
+    }
+    throw new StoreError('IO', `copy ${name}: the source keeps growing`, { retryable: true });
+  }
+}
+
+function sameLease(current: Lease | undefined, lease: Lease): current is Lease {
+  return current !== undefined && current.owner === lease.owner && current.epoch === lease.epoch;
+}
+
+function formatEpoch(epoch: number): string {
+  return epoch.toString(16).padStart(16, '0');
+}
+
+function parseEpoch(name: string, stored: string): number {
+  if (stored === '') return 0;
+  const epoch = /^[0-9a-f]{16}$/.test(stored) ? Number.parseInt(stored, 16) : Number.NaN;
+  if (!Number.isSafeInteger(epoch)) {
+    throw new StoreError('CORRUPT', `lock ${name}: bad epoch xattr ${JSON.stringify(stored)}`);
+  }
+  return epoch;
+}
+
+function validateOwner(owner: string): void {
+  if (typeof owner !== 'string' || owner.length === 0 || owner.length > ownerLengthMax) {
+    throw new StoreError('INVALID', `lock owner must be 1 to ${ownerLengthMax} characters`);
+  }
+}
+
+function validateTtl(ttlMs: number): void {
+  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > leaseTtlMsMax) {
+    throw new StoreError('INVALID', `lease ttl must be 1 to ${leaseTtlMsMax} ms`);
+  }
+}
+
+/** librados takes whole seconds; anything shorter than one would mean "forever" (0). */
+function seconds(ms: number | undefined, what: string): string {
+  const value = ms ?? defaultTimeoutMs;
+  if (!Number.isFinite(value) || value <= 0 || value > leaseTtlMsMax) {
+    throw new StoreError('INVALID', `rados timeouts.${what} must be 1 to ${leaseTtlMsMax} ms`);
+  }
+  return String(Math.max(1, Math.ceil(value / 1000)));
+}
+
+/** Runs `task` over `items` with at most `limit` at once, keeping the order of results. */
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** The one place librados errno values become StoreErrors. */
+export function mapRadosError(err: unknown, what: string): StoreError {
+  if (err instanceof StoreError) return err;
+  if (!isNativeError(err)) {
+    const message = err instanceof Error ? err.message : String(err);
+    return new StoreError('IO', `${what}: ${message}`, { cause: err });
+  }
+  const message = `${what}: ${err.message}`;
+  const isLock = err.call === 'rados_lock_exclusive' || err.call === 'rados_aio_unlock';
+  switch (-err.errno) {
+    case errno.ENOENT:
+      return new StoreError('NOT_FOUND', message, { cause: err });
+    case errno.ENOSPC:
+    case errno.EDQUOT:
+    case errno.EFBIG:
+      return new StoreError('NO_SPACE', message, { cause: err });
+    case errno.EACCES:
+    case errno.EPERM:
+      return new StoreError('PERMISSION', message, { cause: err });
+    case errno.ECANCELED:
+      // Only our cmpxattr guards cancel an op: a fence or a lock compare-and-set lost.
+      return new StoreError('PERMISSION', `fenced: ${message}`, { cause: err });
+    case errno.ETIMEDOUT:
+      return new StoreError('IO', message, { cause: err, retryable: true });
+    case errno.EBUSY:
+      if (isLock)
+        return new StoreError('CONFLICT', `${what}: held by another owner`, { cause: err });
+      return new StoreError('IO', message, { cause: err, retryable: true });
+    case errno.EEXIST:
+      if (isLock) return new StoreError('CONFLICT', `${what}: already held`, { cause: err });
+      return new StoreError('EXISTS', message, { cause: err });
+    case errno.EAGAIN:
+    case errno.EINTR:
+      return new StoreError('IO', message, { cause: err, retryable: true });
+    case errno.ESHUTDOWN:
+      return new StoreError('IO', `${message} (this client was blocklisted: reconnect)`, {
+        cause: err,
+      });
+    default:
+      return new StoreError('IO', message, { cause: err });
+  }
+}

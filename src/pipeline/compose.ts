@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+// The ONE place a volume's I/O stack is assembled. A pipeline is written as stages separated by
+// commas, the first closest to the front end, each `name(key=value,...)`:
+//
+//   ratelimit(iops=500,bps=50M),delay(read=1,write=1),fault(read=0.01,write=0.01,seed=7)
+//
+//   front end -> ratelimit -> delay -> fault -> mapper (the volume) -> backend
+//
+// Specs are checked when parsed (never mid-I/O); `formatPipeline(parsePipeline(x))` is the
+// canonical spelling stored with a volume.
+import { assertNever, StoreError } from '../core/errors.js';
+import { checkDelayOptions, DelayStage } from './delay/delay.js';
+import { checkFaultOptions, FaultStage } from './fault/fault.js';
+import { checkRateLimitOptions, RateLimitStage } from './rate-limit/rate-limit.js';
+import type { BlockIO } from './stage.js';
+
+export type StageSpec =
+  | { readonly kind: 'delay'; readonly readMs: number; readonly writeMs: number }
+  | {
+      readonly kind: 'fault';
+      readonly readProbability: number;
+      readonly writeProbability: number;
+      readonly seed: number;
+    }
+  | { readonly kind: 'ratelimit'; readonly iops: number; readonly bytesPerSecond: number };
+
+const pipelineTextMax = 1024;
+export const pipelineStagesMax = 8;
+
+export function buildPipeline(base: BlockIO, specs: readonly StageSpec[]): BlockIO {
+  let io = base;
+  for (const spec of [...specs].reverse()) {
+    switch (spec.kind) {
+      case 'delay':
+        io = new DelayStage(io, spec);
+        break;
+      case 'fault':
+        io = new FaultStage(io, spec);
+        break;
+      case 'ratelimit':
+        io = new RateLimitStage(io, spec);
+        break;
+    }
+  }
+  return io;
+}
+
+export function parsePipeline(text: string): StageSpec[] {
+  if (text.length > pipelineTextMax) {
+    throw new StoreError('INVALID', `pipeline longer than ${pipelineTextMax} characters`);
+  }
+  if (text.trim() === '' || text.trim() === 'none') return [];
+  const specs = splitTopLevel(text).map(parseStage);
+  if (specs.length > pipelineStagesMax) {
+    throw new StoreError('INVALID', `at most ${pipelineStagesMax} stages`);
+  }
+  return specs;
+}
+
+export function formatPipeline(specs: readonly StageSpec[]): string {
+  return specs.map(formatStage).join(',');
+}
+
+function formatStage(s: StageSpec): string {
+  switch (s.kind) {
+    case 'delay':
+      return `delay(read=${s.readMs},write=${s.writeMs})`;
+    case 'fault':
+      return `fault(read=${s.readProbability},write=${s.writeProbability},seed=${s.seed})`;
+    case 'ratelimit':
+      return `ratelimit(iops=${s.iops},bps=${s.bytesPerSecond})`;
+    default:
+      return assertNever(s);
+  }
+}
+
+function parseStage(text: string): StageSpec {
+  const match = /^\s*([a-z]+)\s*\((.*)\)\s*$/s.exec(text);
+  if (match === null) {
+    throw new StoreError('INVALID', `bad stage ${JSON.stringify(text)}: use name(key=value,...)`);
+  }
+  const [, name = '', body = ''] = match;
+  const args = new Map<string, string>();
+  for (const part of body.split(',').filter((p) => p.trim() !== '')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw new StoreError('INVALID', `${name}: expected key=value, got ${part.trim()}`);
+    args.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  const take = (key: string, fallback: number, parse: (raw: string) => number = Number) => {
+    const raw = args.get(key);
+    args.delete(key);
+    if (raw === undefined) return fallback;
+    const value = parse(raw);
+    if (!Number.isFinite(value)) throw new StoreError('INVALID', `${name}: bad ${key}=${raw}`);
+    return value;
+  };
+  let spec: StageSpec;
+  switch (name) {
+    case 'delay':
+      spec = {
+        kind: 'delay',
+        ...checkDelayOptions({ readMs: take('read', 0), writeMs: take('write', 0) }),
+      };
+      break;
+    case 'fault':
+      spec = {
+        kind: 'fault',
+        ...checkFaultOptions({
+          readProbability: take('read', 0),
+          writeProbability: take('write', 0),
+          seed: take('seed', 1),
+        }),
+      };
+      break;
+    case 'ratelimit': {
+      const iops = take('iops', 0);
+      const bytesPerSecond = take('bps', 0, parseRate);
+      checkRateLimitOptions({ iops, bytesPerSecond });
+      spec = { kind: 'ratelimit', iops, bytesPerSecond };
+      break;
+    }
+    default:
+      throw new StoreError(
+        'INVALID',
+        `unknown stage ${JSON.stringify(name)}: delay, fault, ratelimit`,
+      );
+  }
+  if (args.size > 0) {
+    throw new StoreError('INVALID', `${name}: unknown option ${[...args.keys()].join(', ')}`);
+  }
+  return spec;
+}
+
+/** `50M` = 50 MiB/s; plain numbers are bytes per second. */
+function parseRate(text: string): number {
+  const match = /^(\d+)([KMG]?)$/i.exec(text);
+  if (match === null) return Number.NaN;
+  const power = { '': 0, K: 1, M: 2, G: 3 }[(match[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(match[1]) * 1024 ** power;
+}
+
+/** Split on commas outside parentheses. */
+function splitTopLevel(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    if (depth < 0) throw new StoreError('INVALID', 'unbalanced parentheses in pipeline');
+    if (c === ',' && depth === 0) {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  if (depth !== 0) throw new StoreError('INVALID', 'unbalanced parentheses in pipeline');
+  parts.push(text.slice(start));
+  return parts;
+}
