@@ -48,6 +48,18 @@ export interface Backend {
   readonly kind: string;
   readonly properties: BackendProperties;
   read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
+  /**
+   * Optional: `read` straight into `target` at `targetOffset` (no buffer of its own, no copy).
+   * Resolves to the bytes read, at most `lengthBytes`, fewer at the end of the object as with
+   * `read`; bytes of `target` past those are left untouched. A missing object is NOT_FOUND.
+   */
+  readInto?(
+    name: string,
+    offsetBytes: number,
+    target: Uint8Array,
+    targetOffset: number,
+    lengthBytes: number,
+  ): Promise<number>;
   write(name: string, offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** `durable`: the data is on stable storage before the new name appears (dedup trusts it). */
   put(

@@ -135,6 +135,42 @@ function describeObjects(withBackend: WithBackend): void {
       assert.equal(text(await backend.read('dst', 0, 100)), 'Source-bytes');
     }));
 
+  it('reads into a caller buffer (readInto, where offered)', () =>
+    // Goal: readInto puts exactly the bytes read at the target offset, reports how many (short at
+    // the end, 0 past it), leaves the rest of the target alone, sees writes through cached
+    // handles and fails as read does. Method: put 10 bytes, read ranges inside, across and
+    // beyond the end into marked buffers; overwrite and read again; a missing object, a target
+    // too small and a bad offset.
+    withBackend(async (backend) => {
+      if (backend.readInto === undefined) return;
+      await backend.put('into', bytes('0123456789'));
+      const mark = 0xee;
+      const inside = Buffer.alloc(10, mark);
+      assert.equal(await backend.readInto('into', 2, inside, 3, 5), 5);
+      assert.deepEqual(
+        inside,
+        Buffer.concat([Buffer.alloc(3, mark), bytes('23456'), Buffer.alloc(2, mark)]),
+      );
+      const across = Buffer.alloc(8, mark);
+      assert.equal(await backend.readInto('into', 6, across, 1, 7), 4);
+      assert.deepEqual(
+        across,
+        Buffer.concat([Buffer.alloc(1, mark), bytes('6789'), Buffer.alloc(3, mark)]),
+      );
+      const beyond = Buffer.alloc(4, mark);
+      assert.equal(await backend.readInto('into', 50, beyond, 0, 4), 0);
+      assert.equal(await backend.readInto('into', 0, beyond, 4, 0), 0);
+      assert.deepEqual(beyond, Buffer.alloc(4, mark));
+      await backend.write('into', 1, bytes('AB'));
+      const again = Buffer.alloc(4, mark);
+      assert.equal(await backend.readInto('into', 0, again, 0, 4), 4);
+      assert.equal(text(again), '0AB3');
+      await rejectsWith(backend.readInto('missing', 0, again, 0, 4), 'NOT_FOUND');
+      await rejectsWith(backend.readInto('into', 0, again, 2, 4), 'INVALID');
+      await rejectsWith(backend.readInto('into', 0, again, -1, 1), 'INVALID');
+      await rejectsWith(backend.readInto('into', -1, again, 0, 1), 'INVALID');
+    }));
+
   it('deletes idempotently', () =>
     // Goal: delete of a missing object succeeds and a deleted object is gone. Method: delete a
     // missing name, put, delete twice, then write again to check no stale state survives.

@@ -14,6 +14,8 @@ import { registerFiles } from './commands/files.js';
 import { registerGc } from './commands/gc.js';
 import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerSync } from './commands/sync.js';
+import { registerUser } from './commands/user.js';
 import { registerVolume } from './commands/volume.js';
 import { exitUsage, reportOf } from './errors.js';
 
@@ -34,10 +36,12 @@ export function buildProgram(): Command {
     );
   registerServe(program);
   registerAccount(program);
+  registerUser(program);
   registerVolume(program);
   registerSnapshot(program);
   registerGc(program);
   registerFiles(program);
+  registerSync(program);
   return program;
 }
 

@@ -39,3 +39,14 @@ assert(volumeBytesMax <= Number.MAX_SAFE_INTEGER, 'volume sizes fit in a double'
 assert(blockSizeBytes % sectorSizeBytes === 0, 'blocks are whole sectors');
 assert(ioRequestBytesMax >= blockSizeBytes, 'one request may cover a whole block');
 assert(volumeBytesMax / blockSizeBytes <= 2 ** 32, 'block indexes fit in u32');
+
+// Swift's metadata limits (swift/common/constraints.py defaults), per account, container or
+// object: names count without the `x-*-meta-` prefix, values and the overall size in bytes.
+export const metaNameBytesMax = 128;
+export const metaValueBytesMax = 256;
+export const metaCountMax = 90;
+export const metaOverallBytesMax = 4096;
+/** Segments in one static large object manifest. */
+export const sloSegmentsMax = 1000;
+/** Segments one dynamic large object may concatenate. */
+export const dloSegmentsMax = 100_000;

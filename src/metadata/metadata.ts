@@ -37,7 +37,19 @@ export interface VolumeRow {
   readonly createdMs: number;
 }
 
-export interface ObjectRow {
+/** What an object carries besides its bytes (Swift metadata, large objects, expiry). */
+export interface ObjectExtras {
+  /** Stored headers, lowercase names: `x-object-meta-*`, `content-disposition`, ... */
+  readonly meta: Readonly<Record<string, string>>;
+  /** Dynamic large object: `CONTAINER/PREFIX` of its segments (X-Object-Manifest), or null. */
+  readonly manifest: string | null;
+  /** Static large object: its segment list as JSON (see store/large-objects.ts), or null. */
+  readonly slo: string | null;
+  /** X-Delete-At in ms; past it the object reads as missing. */
+  readonly deleteAtMs: number | null;
+}
+
+export interface ObjectRow extends ObjectExtras {
   readonly account: string;
   readonly container: string;
   readonly name: string;
@@ -66,6 +78,63 @@ export interface TokenRow {
   readonly user: string;
   readonly admin: boolean;
   readonly superuser: boolean;
+  /** Absent: the token never expires (account tokens); v1 auth tokens expire. */
+  readonly expiresMs?: number;
+}
+
+/** A user inside an account (Swift's `account:user`); the key is stored only as a hash. */
+export interface UserRow {
+  readonly account: string;
+  readonly name: string;
+  /** `scrypt$N$r$p$SALT$HASH` (hex fields), see store/users.ts. */
+  readonly keyHash: string;
+  readonly admin: boolean;
+}
+
+export interface AccountRow {
+  readonly name: string;
+  readonly createdMs: number;
+  readonly meta: Readonly<Record<string, string>>;
+}
+
+export interface AccountStats {
+  readonly containerCount: number;
+  readonly objectCount: number;
+  readonly bytesUsed: number;
+}
+
+export interface ContainerRow {
+  readonly account: string;
+  readonly name: string;
+  readonly createdMs: number;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly objectCount: number;
+  readonly bytesUsed: number;
+}
+
+/** One bound of a name range scan. */
+export interface NameBound {
+  readonly name: string;
+  readonly inclusive: boolean;
+}
+
+/**
+ * One page of a listing, answered by an index range scan: names starting with `prefix`, inside
+ * the bounds, in byte order (descending when `reverse`), at most `limit` rows.
+ */
+export interface NameRange {
+  readonly prefix: string;
+  readonly lower?: NameBound;
+  readonly upper?: NameBound;
+  readonly reverse: boolean;
+  readonly limit: number;
+}
+
+export interface ObjectMetaUpdate {
+  readonly contentType: string;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly deleteAtMs: number | null;
+  readonly modifiedMs: number;
 }
 
 export interface NewVolume {
@@ -95,7 +164,7 @@ export interface NewSnapshot {
 }
 
 export interface NewObject {
-  readonly object: Omit<ObjectRow, 'mapId'>;
+  readonly object: Omit<ObjectRow, 'mapId' | keyof ObjectExtras> & Partial<ObjectExtras>;
   readonly entries: readonly EntryRow[];
 }
 
@@ -104,6 +173,13 @@ export interface Metadata {
   accountExists(name: string): Promise<boolean>;
   addToken(tokenHash: string, token: TokenRow, createdMs: number): Promise<void>;
   findToken(tokenHash: string): Promise<TokenRow | undefined>;
+  /** Forget tokens that expired before `nowMs`; returns how many. */
+  deleteExpiredTokens(nowMs: number): Promise<number>;
+  addUser(user: UserRow, createdMs: number): Promise<void>;
+  getUser(account: string, name: string): Promise<UserRow | undefined>;
+  getAccount(name: string): Promise<AccountRow | undefined>;
+  accountStats(name: string): Promise<AccountStats>;
+  setAccountMeta(name: string, meta: Readonly<Record<string, string>>): Promise<void>;
 
   createVolumes(volumes: readonly NewVolume[]): Promise<VolumeRow[]>;
   getVolume(account: string, name: string): Promise<VolumeRow | undefined>;
@@ -120,6 +196,9 @@ export interface Metadata {
   unhashedMaps(): Promise<MapRow[]>;
   /** Replace a frozen map's entries by content hashes and drop its parent (hashing done). */
   completeHashing(mapId: number, entries: readonly EntryRow[], topHash: string): Promise<void>;
+
+  /** Point every entry that refers to one of these private blocks at its hash (one commit). */
+  replacePrivateBlocks(replacements: ReadonlyMap<string, string>): Promise<void>;
 
   /** Freeze the volume's persisted map into a snapshot file (one transaction). */
   createSnapshot(request: NewSnapshot): Promise<SnapshotRow>;
@@ -138,6 +217,41 @@ export interface Metadata {
   ): Promise<ObjectRow[]>;
   listContainers(account: string): Promise<string[]>;
   containerExists(account: string, container: string): Promise<boolean>;
+  /** Create an empty container; false if it existed (nothing changes then). */
+  createContainer(
+    account: string,
+    name: string,
+    meta: Readonly<Record<string, string>>,
+    createdMs: number,
+  ): Promise<boolean>;
+  getContainer(account: string, name: string): Promise<ContainerRow | undefined>;
+  setContainerMeta(
+    account: string,
+    name: string,
+    meta: Readonly<Record<string, string>>,
+  ): Promise<boolean>;
+  /** Delete an empty container (one transaction: the emptiness check and the delete). */
+  deleteContainer(account: string, name: string): Promise<'deleted' | 'missing' | 'not-empty'>;
+  listContainerRange(account: string, range: NameRange): Promise<ContainerRow[]>;
+  /** Objects in a name range, skipping those whose X-Delete-At is before `nowMs`. */
+  listObjectRange(
+    account: string,
+    container: string,
+    range: NameRange,
+    nowMs: number,
+  ): Promise<ObjectRow[]>;
+  /** Replace an object's content type, metadata and expiry (Swift object POST). */
+  updateObjectMeta(
+    account: string,
+    container: string,
+    name: string,
+    update: ObjectMetaUpdate,
+  ): Promise<boolean>;
+  /**
+   * Create or replace an object that shares an existing frozen map (COPY: no data copied).
+   * NOT_FOUND if the map is gone (GC took it after its last object went away).
+   */
+  putObjectOnMap(object: NewObject['object'], mapId: number): Promise<ObjectRow>;
   deleteObject(account: string, container: string, name: string): Promise<boolean>;
 
   /** Delete maps nothing refers to (no volume, object, or live child); returns how many. */

@@ -4,6 +4,12 @@
 // metadata store may be PostgreSQL.
 import type { Readable } from 'node:stream';
 import type { BlockIO } from '../pipeline/stage.js';
+import type { Listed, ListingQuery } from './listing.js';
+
+export type { Listed, ListingQuery } from './listing.js';
+
+/** Metadata as lowercase header names and values; in changes, '' removes a key. */
+export type MetaRecord = Readonly<Record<string, string>>;
 
 export interface Principal {
   readonly account: string;
@@ -66,6 +72,107 @@ export interface ObjectInfo {
   readonly etag: string;
   readonly contentType: string;
   readonly modifiedMs: number;
+  /** Stored headers: `x-object-meta-*`, `content-disposition`, `content-encoding`. */
+  readonly meta: MetaRecord;
+  /** Dynamic large object: `CONTAINER/PREFIX` of its segments. */
+  readonly manifest: string | null;
+  /** Static large object (a manifest of segments). */
+  readonly slo: boolean;
+  readonly deleteAtMs: number | null;
+}
+
+/** What GET and HEAD serve: an object's bytes, or the concatenation of a large object. */
+export interface ObjectContent {
+  readonly info: ObjectInfo;
+  readonly sizeBytes: number;
+  /** The object's MD5; for a large object, MD5 of its segments' ETags (as Swift). */
+  readonly etag: string;
+  readonly large: 'dlo' | 'slo' | null;
+  /** Bytes [offset, offset + length); rights were checked when the content was opened. */
+  read(offsetBytes: number, lengthBytes: number): Promise<Readable>;
+}
+
+export interface AccountInfo {
+  readonly account: string;
+  readonly createdMs: number;
+  readonly containerCount: number;
+  readonly objectCount: number;
+  readonly bytesUsed: number;
+  readonly meta: MetaRecord;
+}
+
+export interface ContainerInfo {
+  readonly account: string;
+  readonly name: string;
+  readonly createdMs: number;
+  readonly objectCount: number;
+  readonly bytesUsed: number;
+  readonly meta: MetaRecord;
+}
+
+export interface UserInfo {
+  readonly account: string;
+  readonly user: string;
+  readonly admin: boolean;
+  /** The key, returned once when the server generated it. */
+  readonly key?: string;
+}
+
+export interface AuthTicket {
+  readonly account: string;
+  readonly token: string;
+  readonly expiresMs: number;
+}
+
+export interface PutObjectOptions {
+  /** Headers to store (`x-object-meta-*`, `content-disposition`, ...); '' values are dropped. */
+  readonly meta?: MetaRecord;
+  /** The client's MD5 of the body (ETag request header): a mismatch stores nothing. */
+  readonly expectedMd5?: string;
+  /** Make the object a dynamic large object over `CONTAINER/PREFIX`. */
+  readonly manifest?: string;
+  readonly deleteAtMs?: number;
+  /** If-None-Match: * — fail (PRECONDITION_FAILED) if the object exists. */
+  readonly ifNoneMatchAny?: boolean;
+}
+
+export interface CopyObjectOptions {
+  /** Headers to set on the copy; merged over the source's unless `fresh`. */
+  readonly meta?: MetaRecord;
+  readonly contentType?: string;
+  /** X-Fresh-Metadata: do not carry the source's metadata. */
+  readonly fresh?: boolean;
+  readonly deleteAtMs?: number;
+}
+
+export interface UpdateObjectOptions {
+  /** Replaces every stored header (Swift object POST). */
+  readonly meta: MetaRecord;
+  readonly contentType?: string;
+  /** null removes an expiry; undefined keeps it. */
+  readonly deleteAtMs?: number | null;
+}
+
+/** One segment of a static large object as a client PUTs it (`multipart-manifest=put`). */
+export interface SloSegmentInput {
+  /** `/CONTAINER/OBJECT` in the manifest's account. */
+  readonly path: string;
+  readonly etag?: string | null;
+  readonly sizeBytes?: number | null;
+}
+
+/** One segment as stored (Swift's `multipart-manifest=get` format). */
+export interface SloSegment {
+  readonly name: string;
+  readonly bytes: number;
+  readonly hash: string;
+  readonly content_type: string;
+  readonly last_modified: string;
+}
+
+export interface DeleteReport {
+  readonly deleted: number;
+  readonly notFound: number;
 }
 
 export interface Hashmap {
@@ -105,11 +212,54 @@ export interface CreateVolumeRequest {
 
 export interface Atoll {
   authenticate(token: string): Promise<Principal>;
+  /**
+   * Create an account and return a token for it (superusers only). With a key, the account also
+   * gets the admin user NAME:NAME with that key, for v1 auth.
+   */
   createAccount(
     caller: Principal,
     name: string,
     key?: string,
   ): Promise<{ account: string; token: string }>;
+  /** A user inside an account (superusers and that account's admins); generates a key if none. */
+  createUser(
+    caller: Principal,
+    account: string,
+    user: string,
+    options: { key?: string; admin?: boolean },
+  ): Promise<UserInfo>;
+  /** Swift v1 auth: `account:user` and key for a token that expires. */
+  authenticateKey(account: string, user: string, key: string): Promise<AuthTicket>;
+
+  accountInfo(caller: Principal, account: string): Promise<AccountInfo>;
+  updateAccountMeta(caller: Principal, account: string, changes: MetaRecord): Promise<void>;
+  listContainerPage(
+    caller: Principal,
+    account: string,
+    query: ListingQuery,
+  ): Promise<Listed<ContainerInfo>[]>;
+  /** Create a container (true) or update the metadata of an existing one (false). */
+  createContainer(
+    caller: Principal,
+    account: string,
+    container: string,
+    changes: MetaRecord,
+  ): Promise<boolean>;
+  containerInfo(caller: Principal, account: string, container: string): Promise<ContainerInfo>;
+  updateContainerMeta(
+    caller: Principal,
+    account: string,
+    container: string,
+    changes: MetaRecord,
+  ): Promise<void>;
+  /** CONFLICT if the container still holds objects. */
+  deleteContainer(caller: Principal, account: string, container: string): Promise<void>;
+  listObjectPage(
+    caller: Principal,
+    account: string,
+    container: string,
+    query: ListingQuery,
+  ): Promise<Listed<ObjectInfo>[]>;
 
   createVolumes(caller: Principal, request: CreateVolumeRequest): Promise<VolumeInfo[]>;
   listVolumes(caller: Principal): Promise<VolumeInfo[]>;
@@ -139,7 +289,29 @@ export interface Atoll {
     path: ObjectPath,
     body: Readable,
     contentType?: string,
+    options?: PutObjectOptions,
   ): Promise<ObjectInfo>;
+  /** The new object shares the source's map (no data copied); large objects are streamed. */
+  copyObject(
+    caller: Principal,
+    from: ObjectPath,
+    to: ObjectPath,
+    options?: CopyObjectOptions,
+  ): Promise<ObjectInfo>;
+  updateObject(caller: Principal, path: ObjectPath, options: UpdateObjectOptions): Promise<void>;
+  /** Static large object from existing segments (checked against their ETags and sizes). */
+  putSlo(
+    caller: Principal,
+    path: ObjectPath,
+    segments: readonly SloSegmentInput[],
+    contentType?: string,
+    options?: PutObjectOptions,
+  ): Promise<ObjectInfo>;
+  sloManifest(caller: Principal, path: ObjectPath): Promise<SloSegment[]>;
+  /** Delete a static large object and its segments. */
+  deleteSlo(caller: Principal, path: ObjectPath): Promise<DeleteReport>;
+  /** The object, or the segments of a large object, ready to read. */
+  openContent(caller: Principal, path: ObjectPath): Promise<ObjectContent>;
   getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo>;
   /** The Pithos+ hashmap of a file (waits for a snapshot's hashing). */
   getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap>;

@@ -11,6 +11,7 @@
 // entries for content hashes of the same bytes, in one step.
 import { assert } from '../core/assert.js';
 import { StoreError } from '../core/errors.js';
+import { zeroBlockHash } from '../core/hash.js';
 import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
 import { EntryKind, type EntryRow, type Metadata } from '../metadata/metadata.js';
 
@@ -20,6 +21,11 @@ export type Entry =
   | { readonly kind: 'private'; readonly name: string };
 
 export const zeroEntry: Entry = Object.freeze({ kind: 'zero' });
+
+/** The entry for content `hash`: a hole for the all-zero block, which is never stored. */
+export function hashEntry(hash: string): Entry {
+  return hash === zeroBlockHash ? zeroEntry : { kind: 'hash', name: hash };
+}
 
 /** Where a block's bytes come from: nothing, or the first `validBytes` of an object. */
 export type BlockSource =
@@ -48,6 +54,18 @@ export class FrozenMap implements MapView {
     public depth: number,
     public hashed: boolean,
   ) {}
+
+  /** Point entries at hashes instead of the private blocks they replace (same bytes). */
+  replaceBlocks(replacements: ReadonlyMap<string, string>): void {
+    let next: Map<number, Entry> | null = null;
+    for (const [idx, entry] of this.entries) {
+      const hash = entry.kind === 'private' ? replacements.get(entry.name) : undefined;
+      if (hash === undefined) continue;
+      next ??= new Map(this.entries);
+      next.set(idx, hashEntry(hash));
+    }
+    if (next !== null) this.entries = next;
+  }
 
   /** Swap in the hashed form (same bytes, no parent); called in one tick with the DB commit. */
   becomeHashed(entries: ReadonlyMap<number, Entry>): void {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reads bytes of a map: resolve each block, read the object's valid part, pad with zeros.
+// Backends with `readInto` read straight into the caller's buffer: no buffer per read, no copy.
 // Objects are held against GC while read; if one vanished because hashing swapped the map's
 // entries (and GC then freed the private block), the block is resolved again.
 
@@ -60,15 +61,32 @@ export async function readSourceInto(
   const wanted = Math.min(lengthBytes, source.validBytes - offsetInBlock);
   const name = source.entry.name;
   await ctx.guard.use(name);
-  let data: Uint8Array;
+  let readBytes: number;
   try {
-    data = await ctx.backend.read(name, offsetInBlock, wanted);
+    readBytes = await readObjectInto(ctx.backend, name, offsetInBlock, out, outOffset, wanted);
   } finally {
     ctx.guard.done(name);
   }
-  assert(data.length <= wanted, 'backend returned at most what was asked');
+  assert(readBytes <= wanted, 'backend returned at most what was asked');
+  if (outOffset + readBytes < end) out.fill(0, outOffset + readBytes, end);
+}
+
+/** Straight into `out` when the backend can (no buffer of its own, no copy), else copied. */
+async function readObjectInto(
+  backend: Backend,
+  name: string,
+  offsetBytes: number,
+  out: Uint8Array,
+  outOffset: number,
+  lengthBytes: number,
+): Promise<number> {
+  if (backend.readInto !== undefined) {
+    return backend.readInto(name, offsetBytes, out, outOffset, lengthBytes);
+  }
+  const data = await backend.read(name, offsetBytes, lengthBytes);
+  assert(data.length <= lengthBytes, 'backend returned at most what was asked');
   out.set(data, outOffset);
-  out.fill(0, outOffset + data.length, end);
+  return data.length;
 }
 
 /** Split [offset, offset+length) into per-block pieces. */

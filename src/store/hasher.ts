@@ -19,8 +19,13 @@ export class Hasher {
   private again = false;
   private stopped = false;
 
+  /**
+   * @param onReplaced points every map (in memory and in the metadata) that refers to a hashed
+   *   private block at its hash instead; the hasher awaits it while it still holds the hashes.
+   */
   constructor(
     private readonly ctx: VolumeContext,
+    private readonly onReplaced: (replacements: ReadonlyMap<string, string>) => Promise<void>,
     private readonly logger?: Logger,
   ) {}
 
@@ -60,6 +65,7 @@ export class Hasher {
     const hashes: string[] = [];
     const entries: EntryRow[] = [];
     const held: string[] = [];
+    const replacements = new Map<string, string>();
     try {
       for (let idx = 0; idx < blocks; idx++) {
         if (this.stopped) return;
@@ -80,6 +86,11 @@ export class Hasher {
           const stored = await storeBlock(this.ctx.backend, this.ctx.guard, data);
           hash = stored.hash;
           if (stored.held) held.push(hash);
+          // A whole, uncut private block is immutable (its epoch is over): every map that
+          // points at it may point at its hash instead, which frees the private copy.
+          if (source.entry.kind === 'private' && source.validBytes >= blockSizeBytes) {
+            replacements.set(source.entry.name, hash);
+          }
         }
         hashes.push(hash);
         if (hash !== zeroBlockHash) entries.push({ idx, kind: EntryKind.hash, ref: hash });
@@ -92,6 +103,8 @@ export class Hasher {
       const swapped = new Map<number, Entry>();
       for (const e of entries) swapped.set(e.idx, { kind: 'hash', name: e.ref });
       map.becomeHashed(swapped);
+      // Still holding the hashes: GC cannot free them before the maps point at them.
+      if (replacements.size > 0) await this.onReplaced(replacements);
     } finally {
       for (const h of held) this.ctx.guard.done(h);
     }

@@ -22,17 +22,31 @@ import type {
   VolumeRow,
 } from '../metadata/metadata.js';
 import type { BlockIO } from '../pipeline/stage.js';
-import { checkAccount, checkSuperuser } from './access.js';
+import { checkAccount, checkSuperuser, checkUserAdmin } from './access.js';
 import type {
+  AccountInfo,
   Atoll,
+  AuthTicket,
+  ContainerInfo,
+  CopyObjectOptions,
   CreateVolumeRequest,
+  DeleteReport,
   GcReport,
   Hashmap,
   HashmapPut,
+  Listed,
+  ListingQuery,
+  MetaRecord,
+  ObjectContent,
   ObjectInfo,
   ObjectPath,
   Principal,
+  PutObjectOptions,
+  SloSegment,
+  SloSegmentInput,
   SnapshotInfo,
+  UpdateObjectOptions,
+  UserInfo,
   VolumeInfo,
 } from './api.js';
 import { entriesFromRows } from './block-map.js';
@@ -41,8 +55,22 @@ import { FileIO } from './file-io.js';
 import { GarbageCollector } from './gc.js';
 import { Hasher } from './hasher.js';
 import { checkHashmap, hashmapOf, hashmapTopHash, holdBlocks, storeBlocks } from './hashmaps.js';
+import {
+  buildSlo,
+  dloParts,
+  etagOfParts,
+  type Part,
+  parseDloManifest,
+  readParts,
+  segmentPath,
+  sloParts,
+  storedSlo,
+} from './large-objects.js';
+import { listPage } from './listing.js';
+import { checkMeta, mergeMeta, setOnly } from './meta.js';
 import { checkName, checkObjectName, checkVolumeSize } from './names.js';
 import { storeStream } from './upload.js';
+import { checkKey, generateKey, hashKey, splitAuthUser, tokenLifeMs, verifyKey } from './users.js';
 import { checkCloneDepth, Volume, type VolumeContext } from './volume.js';
 
 export interface ServiceOptions {
@@ -74,7 +102,7 @@ export class AtollService implements Atoll {
       { graceMs: options.gcGraceMs, liveNames: () => this.liveNames() },
       options.logger,
     );
-    this.hasher = new Hasher(ctx, options.logger);
+    this.hasher = new Hasher(ctx, (r) => this.replaceBlocks(r), options.logger);
   }
 
   // ---- accounts --------------------------------------------------------------------------------
@@ -86,6 +114,9 @@ export class AtollService implements Atoll {
     // Tokens are stored hashed: lookup by hash compares digests, never the secret itself.
     const row = await this.ctx.metadata.findToken(hashToken(token));
     if (row === undefined) throw new StoreError('UNAUTHENTICATED', 'invalid token');
+    if (row.expiresMs !== undefined && row.expiresMs <= this.ctx.nowMs()) {
+      throw new StoreError('UNAUTHENTICATED', 'token expired: authenticate again');
+    }
     return { account: row.account, user: row.user, admin: row.admin, superuser: row.superuser };
   }
 
@@ -97,9 +128,9 @@ export class AtollService implements Atoll {
   /** Used at first start for "admin", and by createAccount. */
   async createAccountUnchecked(name: string, key?: string, superuser = false) {
     checkName('account', name);
-    if (key !== undefined && (key.length < 8 || key.length > 256)) {
-      throw new StoreError('INVALID', 'keys are 8-256 characters long');
-    }
+    if (key !== undefined) checkKey(key);
+    // Hash first: a slow scrypt must not leave an account without its user behind.
+    const keyHash = key === undefined ? undefined : await hashKey(key);
     await this.ctx.metadata.createAccount(name, this.ctx.nowMs());
     const token = randomBytes(24).toString('base64url');
     await this.ctx.metadata.addToken(
@@ -107,15 +138,176 @@ export class AtollService implements Atoll {
       { account: name, user: '', admin: true, superuser },
       this.ctx.nowMs(),
     );
-    if (key !== undefined) {
-      // The key doubles as a long-lived token until v1 auth (users inside accounts) lands.
-      await this.ctx.metadata.addToken(
-        hashToken(key),
-        { account: name, user: name, admin: true, superuser },
+    if (keyHash !== undefined) {
+      // The account's owner for v1 auth: NAME:NAME, an account admin (tempauth's `.admin`).
+      await this.ctx.metadata.addUser(
+        { account: name, name, keyHash, admin: true },
         this.ctx.nowMs(),
       );
     }
     return { account: name, token };
+  }
+
+  async createUser(
+    caller: Principal,
+    account: string,
+    user: string,
+    options: { key?: string; admin?: boolean },
+  ): Promise<UserInfo> {
+    checkName('account', account);
+    checkName('user', user);
+    checkUserAdmin(caller, account);
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    const key = options.key === undefined ? generateKey() : checkKey(options.key);
+    const admin = options.admin === true;
+    await this.ctx.metadata.addUser(
+      { account, name: user, keyHash: await hashKey(key), admin },
+      this.ctx.nowMs(),
+    );
+    return options.key === undefined ? { account, user, admin, key } : { account, user, admin };
+  }
+
+  async authenticateKey(account: string, user: string, key: string): Promise<AuthTicket> {
+    const fail = () => new StoreError('UNAUTHENTICATED', 'wrong user or key');
+    if (typeof key !== 'string' || key.length === 0 || key.length > 256) throw fail();
+    const row =
+      checkNameOk(account) && checkNameOk(user)
+        ? await this.ctx.metadata.getUser(account, user)
+        : undefined;
+    if (!(await verifyKey(key, row?.keyHash)) || row === undefined) throw fail();
+    const nowMs = this.ctx.nowMs();
+    await this.ctx.metadata.deleteExpiredTokens(nowMs);
+    const token = `AUTH_tk${randomBytes(24).toString('hex')}`;
+    const expiresMs = nowMs + tokenLifeMs;
+    await this.ctx.metadata.addToken(
+      hashToken(token),
+      { account, user, admin: row.admin, superuser: account === 'admin' && row.admin, expiresMs },
+      nowMs,
+    );
+    return { account, token, expiresMs };
+  }
+
+  /** `ACCOUNT:USER` as Swift v1 auth sends it. */
+  splitAuthUser(text: string): { account: string; user: string } {
+    return splitAuthUser(text);
+  }
+
+  // ---- accounts and containers (Swift) ---------------------------------------------------------
+
+  async accountInfo(caller: Principal, account: string): Promise<AccountInfo> {
+    checkName('account', account);
+    checkAccount(caller, account, 'read');
+    const row = await this.ctx.metadata.getAccount(account);
+    if (row === undefined) throw new StoreError('NOT_FOUND', `no account ${account}`);
+    const stats = await this.ctx.metadata.accountStats(account);
+    return { account, createdMs: row.createdMs, meta: row.meta, ...stats };
+  }
+
+  async updateAccountMeta(caller: Principal, account: string, changes: MetaRecord) {
+    checkName('account', account);
+    checkAccount(caller, account, 'manage');
+    const row = await this.ctx.metadata.getAccount(account);
+    if (row === undefined) throw new StoreError('NOT_FOUND', `no account ${account}`);
+    const meta = checkMeta(mergeMeta(row.meta, changes), 'account');
+    await this.ctx.metadata.setAccountMeta(account, meta);
+  }
+
+  async listContainerPage(
+    caller: Principal,
+    account: string,
+    query: ListingQuery,
+  ): Promise<Listed<ContainerInfo>[]> {
+    checkName('account', account);
+    checkAccount(caller, account, 'read');
+    checkListing(query);
+    return listPage(
+      query,
+      (c: ContainerInfo) => c.name,
+      (range) => this.ctx.metadata.listContainerRange(account, range),
+    );
+  }
+
+  async createContainer(caller: Principal, account: string, container: string, meta: MetaRecord) {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'manage');
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    const fresh = checkMeta(setOnly(meta), 'container');
+    if (await this.ctx.metadata.createContainer(account, container, fresh, this.ctx.nowMs())) {
+      return true;
+    }
+    await this.updateContainerMeta(caller, account, container, meta);
+    return false;
+  }
+
+  async containerInfo(caller: Principal, account: string, container: string) {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'read');
+    return this.findContainer(account, container);
+  }
+
+  async updateContainerMeta(
+    caller: Principal,
+    account: string,
+    container: string,
+    changes: MetaRecord,
+  ): Promise<void> {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'manage');
+    const row = await this.findContainer(account, container);
+    const meta = checkMeta(mergeMeta(row.meta, changes), 'container');
+    if (!(await this.ctx.metadata.setContainerMeta(account, container, meta))) {
+      throw new StoreError('NOT_FOUND', `no container ${container} in account ${account}`);
+    }
+  }
+
+  async deleteContainer(caller: Principal, account: string, container: string): Promise<void> {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'manage');
+    const outcome = await this.ctx.metadata.deleteContainer(account, container);
+    if (outcome === 'missing') {
+      throw new StoreError('NOT_FOUND', `no container ${container} in account ${account}`);
+    }
+    if (outcome === 'not-empty') {
+      throw new StoreError('CONFLICT', `container ${container} is not empty`);
+    }
+  }
+
+  async listObjectPage(
+    caller: Principal,
+    account: string,
+    container: string,
+    query: ListingQuery,
+  ): Promise<Listed<ObjectInfo>[]> {
+    checkName('account', account);
+    checkName('container', container);
+    checkAccount(caller, account, 'read');
+    checkListing(query);
+    await this.findContainer(account, container);
+    const nowMs = this.ctx.nowMs();
+    const rows = await listPage(
+      query,
+      (row: ObjectRow) => row.name,
+      (range) => this.ctx.metadata.listObjectRange(account, container, range, nowMs),
+    );
+    return rows.map((l) =>
+      l.kind === 'item' ? { kind: 'item', item: describeObject(l.item) } : l,
+    );
+  }
+
+  private async findContainer(account: string, container: string): Promise<ContainerInfo> {
+    const row = await this.ctx.metadata.getContainer(account, container);
+    if (row === undefined) {
+      throw new StoreError('NOT_FOUND', `no container ${container} in account ${account}`);
+    }
+    return row;
   }
 
   // ---- volumes ---------------------------------------------------------------------------------
@@ -138,6 +330,7 @@ export class AtollService implements Atoll {
       const from = request.from;
       checkAccount(caller, from.account, 'read');
       const object = await this.findObject(from);
+      checkNotLarge(object);
       const parent = await this.ctx.maps.get(object.mapId);
       checkCloneDepth(parent.depth + 1);
       const roundedBytes = Math.ceil(object.sizeBytes / sectorSizeBytes) * sectorSizeBytes;
@@ -224,6 +417,7 @@ export class AtollService implements Atoll {
     this.checkPath(path);
     checkAccount(caller, path.account, 'read');
     const object = await this.findObject(path);
+    checkNotLarge(object);
     return new FileIO(this.ctx, await this.ctx.maps.get(object.mapId), object.sizeBytes);
   }
 
@@ -273,15 +467,27 @@ export class AtollService implements Atoll {
     path: ObjectPath,
     body: Readable,
     contentType = 'application/octet-stream',
+    options: PutObjectOptions = {},
   ): Promise<ObjectInfo> {
     this.checkPath(path);
     checkAccount(caller, path.account, 'write');
     this.checkWritableContainer(path);
+    const meta = checkMeta(setOnly(options.meta ?? {}), 'object');
+    if (options.manifest !== undefined) parseDloManifest(options.manifest);
     if (!(await this.ctx.metadata.accountExists(path.account))) {
       throw new StoreError('NOT_FOUND', `no account ${path.account}`);
     }
+    if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
     const stored = await storeStream(this.ctx.backend, this.ctx.guard, body);
     try {
+      if (options.expectedMd5 !== undefined && options.expectedMd5 !== stored.md5) {
+        throw new StoreError(
+          'INVALID',
+          `the body's MD5 ${stored.md5} does not match the ETag sent (${options.expectedMd5})`,
+          { details: { reason: 'ETAG_MISMATCH' } },
+        );
+      }
+      if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
       await this.ctx.backend.flush();
       const row = await this.ctx.metadata.putObject({
         object: {
@@ -293,6 +499,9 @@ export class AtollService implements Atoll {
           hash: topHash(stored.hashes),
           etag: stored.md5,
           modifiedMs: this.ctx.nowMs(),
+          meta,
+          manifest: options.manifest ?? null,
+          deleteAtMs: options.deleteAtMs ?? null,
         },
         entries: stored.entries,
       });
@@ -302,10 +511,186 @@ export class AtollService implements Atoll {
     }
   }
 
+  async copyObject(
+    caller: Principal,
+    from: ObjectPath,
+    to: ObjectPath,
+    options: CopyObjectOptions = {},
+  ): Promise<ObjectInfo> {
+    this.checkPath(from);
+    this.checkPath(to);
+    checkAccount(caller, from.account, 'read');
+    checkAccount(caller, to.account, 'write');
+    this.checkWritableContainer(to);
+    const source = await this.findObject(from);
+    const base = options.fresh === true ? {} : source.meta;
+    const meta = checkMeta(mergeMeta(base, options.meta ?? {}), 'object');
+    const contentType = (options.contentType ?? source.contentType).slice(0, 256);
+    const deleteAtMs = options.deleteAtMs ?? null;
+    if (source.manifest !== null || source.slo !== null) {
+      // A large object is copied as its content: its segments may be deleted after the copy.
+      const content = await this.contentOf(source);
+      const body = await content.read(0, content.sizeBytes);
+      return this.putObject(caller, to, body, contentType, {
+        meta,
+        ...(deleteAtMs === null ? {} : { deleteAtMs }),
+      });
+    }
+    if (!(await this.ctx.metadata.accountExists(to.account))) {
+      throw new StoreError('NOT_FOUND', `no account ${to.account}`);
+    }
+    // A map operation: the copy points at the source's frozen map, no block is read or written.
+    const row = await this.ctx.metadata.putObjectOnMap(
+      {
+        account: to.account,
+        container: to.container,
+        name: to.name,
+        sizeBytes: source.sizeBytes,
+        contentType,
+        hash: source.hash,
+        etag: source.etag,
+        modifiedMs: this.ctx.nowMs(),
+        meta,
+        deleteAtMs,
+      },
+      source.mapId,
+    );
+    return describeObject(row);
+  }
+
+  async updateObject(caller: Principal, path: ObjectPath, options: UpdateObjectOptions) {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'write');
+    this.checkWritableContainer(path);
+    const row = await this.findObject(path);
+    const meta = checkMeta(setOnly(options.meta), 'object');
+    const updated = await this.ctx.metadata.updateObjectMeta(
+      path.account,
+      path.container,
+      path.name,
+      {
+        contentType: (options.contentType ?? row.contentType).slice(0, 256),
+        meta,
+        deleteAtMs: options.deleteAtMs === undefined ? row.deleteAtMs : options.deleteAtMs,
+        modifiedMs: this.ctx.nowMs(),
+      },
+    );
+    if (!updated) throw new StoreError('NOT_FOUND', `no file ${formatPath(path)}`);
+  }
+
+  async putSlo(
+    caller: Principal,
+    path: ObjectPath,
+    segments: readonly SloSegmentInput[],
+    contentType = 'application/octet-stream',
+    options: PutObjectOptions = {},
+  ): Promise<ObjectInfo> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'write');
+    this.checkWritableContainer(path);
+    const meta = checkMeta(setOnly(options.meta ?? {}), 'object');
+    if (segments.length === 0) throw new StoreError('INVALID', 'a manifest needs segments');
+    const slo = await buildSlo(this.ctx, path.account, segments);
+    if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
+    const row = await this.ctx.metadata.putObject({
+      object: {
+        account: path.account,
+        container: path.container,
+        name: path.name,
+        sizeBytes: slo.sizeBytes,
+        contentType: contentType.slice(0, 256),
+        hash: '',
+        etag: slo.etag,
+        modifiedMs: this.ctx.nowMs(),
+        meta,
+        slo: JSON.stringify(slo.stored),
+        deleteAtMs: options.deleteAtMs ?? null,
+      },
+      entries: [],
+    });
+    return describeObject(row);
+  }
+
+  async sloManifest(caller: Principal, path: ObjectPath): Promise<SloSegment[]> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'read');
+    return storedSlo(await this.findObject(path));
+  }
+
+  async deleteSlo(caller: Principal, path: ObjectPath): Promise<DeleteReport> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'write');
+    const row = await this.findObject(path);
+    let deleted = 0;
+    let notFound = 0;
+    for (const segment of storedSlo(row)) {
+      const seg = segmentPath(path.account, segment.name);
+      checkAccount(caller, seg.account, 'write');
+      if (await this.ctx.metadata.deleteObject(seg.account, seg.container, seg.name)) deleted++;
+      else notFound++;
+    }
+    await this.deleteObject(caller, path);
+    return { deleted: deleted + 1, notFound };
+  }
+
+  async openContent(caller: Principal, path: ObjectPath): Promise<ObjectContent> {
+    this.checkPath(path);
+    checkAccount(caller, path.account, 'read');
+    return this.contentOf(await this.findObject(path));
+  }
+
+  private async contentOf(row: ObjectRow): Promise<ObjectContent> {
+    const info = describeObject(row);
+    let parts: Part[];
+    let large: ObjectContent['large'] = null;
+    let etag = row.etag;
+    if (row.manifest !== null) {
+      parts = await dloParts(this.ctx, row.account, row.manifest);
+      large = 'dlo';
+      etag = etagOfParts(parts.map((p) => p.etag));
+    } else if (row.slo !== null) {
+      parts = await sloParts(this.ctx, row);
+      large = 'slo';
+    } else {
+      parts = [{ mapId: row.mapId, sizeBytes: row.sizeBytes, etag: row.etag }];
+    }
+    const sizeBytes = parts.reduce((sum, p) => sum + p.sizeBytes, 0);
+    const ctx = this.ctx;
+    return {
+      info,
+      sizeBytes,
+      etag,
+      large,
+      async read(offsetBytes: number, lengthBytes: number) {
+        if (
+          !Number.isSafeInteger(offsetBytes) ||
+          !Number.isSafeInteger(lengthBytes) ||
+          offsetBytes < 0 ||
+          lengthBytes < 0 ||
+          offsetBytes + lengthBytes > sizeBytes
+        ) {
+          throw new StoreError('OUT_OF_RANGE', `range outside the object's ${sizeBytes} bytes`);
+        }
+        return readParts(ctx, parts, offsetBytes, lengthBytes);
+      },
+    };
+  }
+
+  /** If-None-Match: * on PUT. */
+  private async checkAbsent(path: ObjectPath): Promise<void> {
+    const row = await this.ctx.metadata.getObject(path.account, path.container, path.name);
+    if (row !== undefined && !expired(row, this.ctx.nowMs())) {
+      throw new StoreError('CONFLICT', `${formatPath(path)} exists (If-None-Match: *)`, {
+        details: { reason: 'PRECONDITION_FAILED' },
+      });
+    }
+  }
+
   async getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap> {
     this.checkPath(path);
     checkAccount(caller, path.account, 'read');
     const object = await this.findObject(path);
+    checkNotLarge(object);
     const map = await this.ctx.maps.get(object.mapId);
     if (!map.hashed && this.options.hashing) await this.hasher.kick();
     return hashmapOf(map, object.sizeBytes);
@@ -377,6 +762,9 @@ export class AtollService implements Atoll {
     this.checkPath(path);
     checkAccount(caller, path.account, 'read');
     const object = await this.findObject(path);
+    if (object.manifest !== null || object.slo !== null) {
+      return (await this.contentOf(object)).read(offsetBytes, lengthBytes);
+    }
     if (
       !Number.isSafeInteger(offsetBytes) ||
       !Number.isSafeInteger(lengthBytes) ||
@@ -491,6 +879,15 @@ export class AtollService implements Atoll {
 
   // ---- helpers ---------------------------------------------------------------------------------
 
+  /** After hashing: maps that point at a hashed private block point at its hash instead. */
+  private async replaceBlocks(replacements: ReadonlyMap<string, string>): Promise<void> {
+    // Memory first, then the metadata, in one tick: GC never sees the private block unreferenced
+    // while a map in memory still points at it.
+    for (const pending of this.volumes.values()) peek(pending)?.replaceBlocks(replacements);
+    for (const map of this.ctx.maps.cached()) map.replaceBlocks(replacements);
+    await this.ctx.metadata.replacePrivateBlocks(replacements);
+  }
+
   private *liveNames(): Generator<string> {
     for (const pending of this.volumes.values()) {
       const volume = peek(pending);
@@ -520,7 +917,7 @@ export class AtollService implements Atoll {
   private async findObject(path: ObjectPath): Promise<ObjectRow> {
     this.checkPath(path);
     const row = await this.ctx.metadata.getObject(path.account, path.container, path.name);
-    if (row === undefined) {
+    if (row === undefined || expired(row, this.ctx.nowMs())) {
       throw new StoreError(
         'NOT_FOUND',
         `no file ${formatPath(path)} (volumes are cloned from files: snapshot a volume first)`,
@@ -603,6 +1000,10 @@ export class AtollService implements Atoll {
 
 function describeObject(row: ObjectRow): ObjectInfo {
   return {
+    meta: row.meta,
+    manifest: row.manifest,
+    slo: row.slo !== null,
+    deleteAtMs: row.deleteAtMs,
     account: row.account,
     container: row.container,
     name: row.name,
@@ -612,6 +1013,40 @@ function describeObject(row: ObjectRow): ObjectInfo {
     contentType: row.contentType,
     modifiedMs: row.modifiedMs,
   };
+}
+
+function expired(row: ObjectRow, nowMs: number): boolean {
+  return row.deleteAtMs !== null && row.deleteAtMs <= nowMs;
+}
+
+/** Large objects have no map of their own: no hashmap, no clone, no block device. */
+function checkNotLarge(row: ObjectRow): void {
+  if (row.manifest !== null || row.slo !== null) {
+    throw new StoreError(
+      'UNSUPPORTED',
+      `${formatPath(row)} is a large object manifest; copy it into a plain object first`,
+    );
+  }
+}
+
+function checkNameOk(name: string): boolean {
+  try {
+    checkName('name', name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function checkListing(query: ListingQuery): void {
+  if (!Number.isSafeInteger(query.limit) || query.limit < 0 || query.limit > listingLimitMax) {
+    throw new StoreError('INVALID', `limit must be 0-${listingLimitMax}`);
+  }
+  if (query.delimiter !== undefined && [...query.delimiter].length > 1) {
+    throw new StoreError('INVALID', 'the delimiter is one character', {
+      details: { reason: 'PRECONDITION_FAILED' },
+    });
+  }
 }
 
 function formatPath(path: ObjectPath): string {

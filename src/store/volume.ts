@@ -27,6 +27,7 @@ import {
   type Entry,
   entriesFromRows,
   entryToRow,
+  hashEntry,
   type FrozenMap,
   type MapCache,
   type MapView,
@@ -282,6 +283,15 @@ export class Volume implements BlockIO, MapView {
       this.metaDirty = true;
       await this.flush();
     });
+  }
+
+  /** Point read-only entries at hashes instead of the private blocks they replace. */
+  replaceBlocks(replacements: ReadonlyMap<string, string>): void {
+    for (const [idx, entry] of this.entries) {
+      if (entry.kind !== 'private' || this.isWritable(entry)) continue;
+      const hash = replacements.get(entry.name);
+      if (hash !== undefined) this.setEntry(idx, hashEntry(hash));
+    }
   }
 
   /** Bytes held by this volume's own entries (an upper bound: blocks may be sparse). */

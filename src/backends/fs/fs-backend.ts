@@ -16,6 +16,12 @@
 //                          +--error--> absent                           v   dirty, remember name
 //   open/idle --put/delete--> retired: closed without fsync once its last user releases it
 //
+// Data path. A read or an in-place write whose descriptor is cached and open takes it without
+// an await and runs one pread/pwrite with the callback API on the raw fd (a FileHandle call
+// costs a promise binding and a result object more; each is one thread-pool round trip). Reads
+// never fstat: a short pread marks the end of the object. `readInto` reads into the caller's
+// buffer, so the store's read path allocates and copies nothing per block.
+//
 // Durability. Nothing is fsynced before `flush` asks for it: an fsync per evicted descriptor or
 // per put made random writes over more objects than the cache holds, and copy-on-write, crawl.
 // `write` is pwrite into the cached fd and marks it dirty; an evicted dirty file, a `put` (temp
@@ -29,13 +35,13 @@
 // resolves. A restarted process therefore continues from the last epoch, and sees leases that
 // have not expired yet. The semantics are the shared ones in memory-backend.ts.
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, read as fsRead, write as fsWrite } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { copyFile, mkdir, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
-import { fsOpenFilesMax } from '../../core/limits.js';
+import { blockSizeBytes, fsOpenFilesMax } from '../../core/limits.js';
 import type { Backend, BackendProperties, Lease, ObjectInfo, WriteOptions } from '../backend.js';
 import { objectNamePattern } from '../backend.js';
 import type { LockState } from '../memory/memory-backend.js';
@@ -47,6 +53,7 @@ import {
   validateObjectName,
   validatePrefix,
   validateRange,
+  validateTarget,
 } from '../memory/memory-backend.js';
 
 export interface FsBackendOptions {
@@ -141,31 +148,37 @@ export class FsBackend implements Backend {
   async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
     validateObjectName(name);
     validateRange(offsetBytes, lengthBytes);
-    return this.#run(async () => {
-      const file = await this.#acquire(name, 'read');
-      try {
-        const handle = openedHandle(file);
-        const { size } = await handle.stat();
-        const buffer = Buffer.alloc(Math.max(0, Math.min(lengthBytes, size - offsetBytes)));
-        let doneBytes = 0;
-        for (let round = 0; doneBytes < buffer.length && round < ioRoundsMax; round++) {
-          const position = offsetBytes + doneBytes;
-          const { bytesRead } = await handle.read(
-            buffer,
-            doneBytes,
-            buffer.length - doneBytes,
-            position,
-          );
-          if (bytesRead === 0) break; // Truncated meanwhile: a short read is allowed.
-          doneBytes += bytesRead;
-        }
-        return buffer.subarray(0, doneBytes);
-      } catch (err) {
-        throw mapFsError(err, `read ${name}`);
-      } finally {
-        this.#release(file);
-      }
-    });
+    // No fstat to size the buffer (a short pread says where the object ends), unless the range
+    // is larger than any block: a huge range over a small object must not allocate it all.
+    let bufferBytes = lengthBytes;
+    if (lengthBytes > blockSizeBytes) {
+      const info = await this.stat(name);
+      if (info === undefined) throw new StoreError('NOT_FOUND', `read ${name}: no such object`);
+      bufferBytes = Math.max(0, Math.min(lengthBytes, info.sizeBytes - offsetBytes));
+    }
+    const buffer = Buffer.allocUnsafe(bufferBytes);
+    const doneBytes = await this.readInto(name, offsetBytes, buffer, 0, bufferBytes);
+    // Never leave stale (pooled) memory behind a short read's view.
+    if (doneBytes < bufferBytes) buffer.fill(0, doneBytes);
+    return buffer.subarray(0, doneBytes);
+  }
+
+  async readInto(
+    name: string,
+    offsetBytes: number,
+    target: Uint8Array,
+    targetOffset: number,
+    lengthBytes: number,
+  ): Promise<number> {
+    validateObjectName(name);
+    validateRange(offsetBytes, lengthBytes);
+    validateTarget(target, targetOffset, lengthBytes);
+    this.#checkOpen();
+    // The common case, a descriptor already open, takes it without an await.
+    const file = this.#acquireOpen(name, 'read') ?? (await this.#acquireCounted(name, 'read'));
+    return this.#io(file, 'read', (fd) =>
+      readFd(fd, target, targetOffset, lengthBytes, offsetBytes),
+    );
   }
 
   async write(
@@ -176,6 +189,16 @@ export class FsBackend implements Backend {
   ): Promise<void> {
     validateObjectName(name);
     validateRange(offsetBytes, data.length);
+    this.#checkOpen();
+    if (options.fence === undefined && options.truncate !== true) {
+      // In-place writes to an open block: no fence to check, nothing to wait for.
+      const file = this.#acquireOpen(name, 'write');
+      if (file !== undefined) {
+        file.dirty = true;
+        await this.#io(file, 'write', (fd) => writeFd(fd, data, offsetBytes));
+        return;
+      }
+    }
     await this.#run(async () => {
       await this.#checkFence(options.fence);
       const file = await this.#acquire(name, 'write');
@@ -185,7 +208,7 @@ export class FsBackend implements Backend {
         const handle = openedHandle(file);
         file.dirty = true;
         if (options.truncate === true) await handle.truncate(0);
-        await writeFully(handle, data, offsetBytes);
+        await writeFd(handle.fd, data, offsetBytes);
       } catch (err) {
         throw mapFsError(err, `write ${name}`);
       } finally {
@@ -366,6 +389,45 @@ export class FsBackend implements Backend {
   }
 
   // --- Descriptor cache ------------------------------------------------------------------------
+
+  /**
+   * The cached, already open descriptor of `name`, taken synchronously (one more user, one
+   * more operation in flight), or undefined: then #acquireCounted. #io releases both.
+   */
+  #acquireOpen(name: string, mode: 'read' | 'write'): OpenFile | undefined {
+    const hit = this.#files.get(name);
+    if (hit === undefined || hit.handle === undefined || (mode === 'write' && !hit.writable)) {
+      return undefined;
+    }
+    hit.users++;
+    this.#inflight++;
+    this.#files.delete(name);
+    this.#files.set(name, hit);
+    return hit;
+  }
+
+  /** #acquire, counted in flight as #acquireOpen is. */
+  async #acquireCounted(name: string, mode: 'read' | 'write'): Promise<OpenFile> {
+    this.#inflight++;
+    try {
+      return await this.#acquire(name, mode);
+    } catch (err) {
+      this.#endOperation();
+      throw err;
+    }
+  }
+
+  /** One pread/pwrite on an acquired file; then releases it and ends the operation. */
+  async #io<T>(file: OpenFile, what: string, run: (fd: number) => Promise<T>): Promise<T> {
+    try {
+      return await run(openedHandle(file).fd);
+    } catch (err) {
+      throw mapFsError(err, `${what} ${file.name}`);
+    } finally {
+      this.#release(file);
+      this.#endOperation();
+    }
+  }
 
   /**
    * A cached descriptor for `name`, opened if needed; the caller MUST #release it. Waiters for a
@@ -654,14 +716,22 @@ export class FsBackend implements Backend {
   // --- Lifecycle -------------------------------------------------------------------------------
 
   async #run<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new StoreError('ABORTED', 'fs backend is closed');
+    this.#checkOpen();
     this.#inflight++;
     try {
       return await operation();
     } finally {
-      this.#inflight--;
-      if (this.#inflight === 0 && this.#drained !== undefined) this.#drained();
+      this.#endOperation();
     }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StoreError('ABORTED', 'fs backend is closed');
+  }
+
+  #endOperation(): void {
+    this.#inflight--;
+    if (this.#inflight === 0 && this.#drained !== undefined) this.#drained();
   }
 }
 
@@ -682,6 +752,67 @@ function tempName(): string {
 
 function isTempName(name: string): boolean {
   return name.startsWith('.tmp-') && name.endsWith('~');
+}
+
+/**
+ * pread until `lengthBytes` are read or the file ends; resolves to the bytes read. The callback
+ * API on the raw descriptor: FileHandle.read costs a promise binding and a result object more.
+ */
+function readFd(
+  fd: number,
+  target: Uint8Array,
+  targetOffset: number,
+  lengthBytes: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let doneBytes = 0;
+    let round = 0;
+    const next = (): void => {
+      if (doneBytes >= lengthBytes || round++ >= ioRoundsMax) {
+        resolve(doneBytes);
+        return;
+      }
+      const at = targetOffset + doneBytes;
+      fsRead(fd, target, at, lengthBytes - doneBytes, position + doneBytes, (err, bytesRead) => {
+        if (err !== null) reject(err);
+        else if (bytesRead === 0)
+          resolve(doneBytes); // the end, or truncated meanwhile
+        else {
+          doneBytes += bytesRead;
+          next();
+        }
+      });
+    };
+    next();
+  });
+}
+
+/** pwrite all of `data` at `position`, continuing short writes, on the raw descriptor. */
+function writeFd(fd: number, data: Uint8Array, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let doneBytes = 0;
+    let round = 0;
+    const next = (): void => {
+      if (doneBytes >= data.length) {
+        resolve();
+        return;
+      }
+      if (round++ >= ioRoundsMax) {
+        reject(new StoreError('IO', 'pwrite makes no progress'));
+        return;
+      }
+      const left = data.length - doneBytes;
+      fsWrite(fd, data, doneBytes, left, position + doneBytes, (err, bytesWritten) => {
+        if (err !== null) reject(err);
+        else {
+          doneBytes += bytesWritten;
+          next();
+        }
+      });
+    };
+    next();
+  });
 }
 
 async function writeFully(handle: FileHandle, data: Uint8Array, offsetBytes: number) {

@@ -101,6 +101,25 @@ export class MemoryBackend implements Backend {
     return Buffer.from(object.bytes.subarray(startBytes, endBytes));
   }
 
+  async readInto(
+    name: string,
+    offsetBytes: number,
+    target: Uint8Array,
+    targetOffset: number,
+    lengthBytes: number,
+  ): Promise<number> {
+    validateObjectName(name);
+    validateRange(offsetBytes, lengthBytes);
+    validateTarget(target, targetOffset, lengthBytes);
+    await this.#begin('read');
+    const object = this.#volatile.get(name);
+    if (object === undefined) throw new StoreError('NOT_FOUND', `object ${name} not found`);
+    const startBytes = Math.min(offsetBytes, object.bytes.length);
+    const endBytes = Math.min(offsetBytes + lengthBytes, object.bytes.length);
+    target.set(object.bytes.subarray(startBytes, endBytes), targetOffset);
+    return endBytes - startBytes;
+  }
+
   async write(
     name: string,
     offsetBytes: number,
@@ -304,6 +323,16 @@ export function validateRange(offsetBytes: number, lengthBytes: number): void {
   }
   if (offsetBytes + lengthBytes > objectBytesMax) {
     throw new StoreError('OUT_OF_RANGE', `range ends past ${objectBytesMax} bytes`);
+  }
+}
+
+/** `lengthBytes` at `targetOffset` fit inside `target` (readInto). */
+export function validateTarget(target: Uint8Array, targetOffset: number, lengthBytes: number) {
+  if (!Number.isSafeInteger(targetOffset) || targetOffset < 0) {
+    throw new StoreError('INVALID', `invalid target offset ${targetOffset}`);
+  }
+  if (targetOffset + lengthBytes > target.length) {
+    throw new StoreError('INVALID', `${lengthBytes} bytes at ${targetOffset} overflow the target`);
   }
 }
 

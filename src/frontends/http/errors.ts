@@ -6,7 +6,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isStoreError, StoreError } from '../../core/errors.js';
 import { ioRequestBytesMax, jsonBodyBytesMax } from '../../core/limits.js';
-import { httpStatusOf } from './status.js';
+import { statusOfError } from './status.js';
 
 const bodyTooLarge =
   `request body too large: JSON bodies are at most ${jsonBodyBytesMax} bytes, ` +
@@ -40,7 +40,7 @@ export function sendError(err: unknown, request: FastifyRequest, reply: FastifyR
     reply.code(500).send(body('IO', 'internal error (details are in the server log)'));
     return;
   }
-  const { status, retryAfterSeconds } = httpStatusOf(storeError.code, storeError.retryable);
+  const { status, retryAfterSeconds } = statusOfError(storeError);
   if (status >= 500) request.log.error({ err }, 'request failed');
   if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
   if (storeError instanceof RangeNotSatisfiableError) {

@@ -2,6 +2,7 @@
 // The HTTP front end: a fastify server over the Atoll service.
 //
 //   /healthz, /api/openapi.json          public
+//   /auth/v1.0, /info                    public: Swift v1 auth and capabilities
 //   /api/...  JSON (≤ jsonBodyBytesMax) and volume data (octet-stream, ≤ ioRequestBytesMax,
 //             buffered by a content-type parser)
 //   /v1/...   Swift-shaped files; bodies are the raw request stream ('*' parser, not buffered)
@@ -19,6 +20,7 @@ import { accountRoutes } from './routes/accounts.js';
 import { gcRoutes } from './routes/gc.js';
 import { objectRoutes } from './routes/objects.js';
 import { snapshotRoutes } from './routes/snapshots.js';
+import { swiftPublicRoutes } from './routes/swift-auth.js';
 import { volumeDataRoutes } from './routes/volume-data.js';
 import { volumeRoutes } from './routes/volumes.js';
 
@@ -62,9 +64,12 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
   });
   installErrorHandlers(app);
   app.decorateRequest('atollPrincipal', null);
+  // Swift's COPY method (the body, if any, is ignored).
+  app.addHttpMethod('COPY');
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/api/openapi.json', async () => openApiDocument);
+  swiftPublicRoutes(app, atoll);
 
   app.register(async (authenticated) => {
     authenticated.addHook('onRequest', async (request) => {

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The ONE mapping from StoreError codes to HTTP statuses. The switch is exhaustive: a new
 // ErrorCode breaks the build here until the HTTP edge decides how to answer it.
-import { assertNever, type ErrorCode } from '../../core/errors.js';
+//
+// Swift answers a few failures with statuses the error codes do not tell apart (411, 412, 422);
+// the store (or the edge) names those with `details.reason`, and `refinedStatus` maps them here.
+import { assertNever, type ErrorCode, type StoreError } from '../../core/errors.js';
 
 export interface HttpStatus {
   readonly status: number;
@@ -40,4 +43,29 @@ export function httpStatusOf(code: ErrorCode, retryable: boolean): HttpStatus {
     default:
       return assertNever(code);
   }
+}
+
+/** Why a request failed, when Swift gives that case its own status. */
+export type FailureReason = 'LENGTH_REQUIRED' | 'PRECONDITION_FAILED' | 'ETAG_MISMATCH';
+
+const reasonStatus: Readonly<Record<FailureReason, number>> = {
+  LENGTH_REQUIRED: 411,
+  PRECONDITION_FAILED: 412,
+  ETAG_MISMATCH: 422,
+};
+
+export function reasonOf(err: StoreError): FailureReason | undefined {
+  const details = err.details;
+  if (typeof details !== 'object' || details === null || !('reason' in details)) return undefined;
+  const reason = (details as { reason: unknown }).reason;
+  return typeof reason === 'string' && reason in reasonStatus
+    ? (reason as FailureReason)
+    : undefined;
+}
+
+/** The status of a StoreError, refined by its reason when it has one. */
+export function statusOfError(err: StoreError): HttpStatus {
+  const reason = reasonOf(err);
+  if (reason !== undefined) return { status: reasonStatus[reason] };
+  return httpStatusOf(err.code, err.retryable);
 }

@@ -17,8 +17,9 @@
 //   stays usable. Only framing errors (bad magic, a WRITE payload over the request limit) hang
 //   up, because the byte stream can no longer be trusted.
 // - Each reply is encoded as one header buffer plus, for reads, the data buffer the store
-//   returned; replies finished in the same tick are corked together, so a reply is never split
-//   over several syscalls and a burst of replies shares one writev.
+//   returned. Replies wait for the end of the event-loop turn and leave together in one writev
+//   (a reply is never split over syscalls, and the completions of one turn share one); a batch
+//   over 64 KiB leaves at once, and the connection flushes before it ends its socket.
 // - States: open -> draining (no new requests; in-flight ones finish) -> closed. DISC and a
 //   client half-close drain softly and end the socket; protocol garbage and socket errors drop
 //   the socket at once, but in-flight store calls still finish before the export is closed
@@ -77,6 +78,9 @@ const allowedFlags: Record<number, number> = {
   [Cmd.blockStatus]: cmdFlagFua | cmdFlagReqOne,
 };
 
+/** Replies queued past this many bytes go to the socket at once instead of at the turn's end. */
+const replyBatchBytes = 64 * 1024;
+
 /** Reads at least this long are checked against the map for a hole reply. */
 const holeReplyBytesMin = 64 * 1024;
 
@@ -100,7 +104,10 @@ export class Connection {
   private inflight = 0;
   private pumping = false;
   private inputPaused = false;
-  private corked = false;
+  /** Replies not yet handed to the socket (see send). */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
   private closeDone: () => void = () => {};
   readonly closed: Promise<void>;
 
@@ -378,20 +385,48 @@ export class Connection {
     this.send(this.structured ? encodeChunkError(h, errno, message) : encodeSimpleReply(h, errno));
   }
 
-  /** Queue one reply; replies of the same tick leave in one writev. */
+  /**
+   * Queue one reply. Replies wait for the end of this event-loop turn (setImmediate runs right
+   * after the poll phase that delivered the store's completions), so every reply finished in
+   * one turn leaves in one writev: at QD16 most syscalls (and loopback wakeups) are saved, and
+   * a lone reply waits for nothing but the callbacks already due. Past `replyBatchBytes` the
+   * batch goes out at once, so the socket's own buffer limit keeps pausing the input.
+   */
   private send(header: Buffer, data?: Uint8Array): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.pending.push(header);
+    this.pendingBytes += header.length;
+    if (data !== undefined && data.length > 0) {
+      this.pending.push(data);
+      this.pendingBytes += data.length;
+    }
+    if (this.pendingBytes >= replyBatchBytes) this.flushReplies();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushScheduledReplies);
+    }
+  }
+
+  private readonly flushScheduledReplies = (): void => {
+    this.flushScheduled = false;
+    this.flushReplies();
+  };
+
+  /** Hand the queued replies to the socket as one writev. */
+  private flushReplies(): void {
+    const chunks = this.pending;
+    if (chunks.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
     const s = this.socket;
     if (s.destroyed || !s.writable) return;
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        s.uncork();
-      });
+    if (chunks.length === 1) {
+      s.write(chunks[0] as Uint8Array);
+      return;
     }
-    s.write(header);
-    if (data !== undefined && data.length > 0) s.write(data);
+    s.cork();
+    for (const chunk of chunks) s.write(chunk);
+    s.uncork();
   }
 
   // ---- closing ---------------------------------------------------------------------------------
@@ -409,6 +444,8 @@ export class Connection {
   private async finish(): Promise<void> {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    // The last replies may still wait for the end of the turn: they go before the socket ends.
+    this.flushReplies();
     try {
       await this.io.close();
     } catch (err) {

@@ -1,5 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// Schema migrations, applied in order; `user_version` records how many ran.
+// Schema migrations, applied in order; `user_version` records how many ran. Never edit one that
+// shipped: append a new one.
+//
+// 2 (Swift compatibility): users inside accounts with scrypt-hashed keys; token expiry (v1 auth
+// tokens live 24 h); account, container and object metadata as JSON text; per-container object
+// count and bytes kept by triggers, so HEAD and account listings never scan objects; large
+// object manifests (DLO prefix, SLO segment list) and X-Delete-At on objects.
 
 export const migrations: readonly string[] = [
   `
@@ -75,5 +81,44 @@ export const migrations: readonly string[] = [
     blocks_hashed INTEGER NOT NULL,
     PRIMARY KEY (account, name)
   );
+  `,
+  `
+  CREATE TABLE users (
+    account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, name)
+  );
+  ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
+  CREATE INDEX tokens_expiry ON tokens(expires_ms) WHERE expires_ms IS NOT NULL;
+  ALTER TABLE accounts ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE containers ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE containers ADD COLUMN object_count INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE containers ADD COLUMN bytes_used INTEGER NOT NULL DEFAULT 0;
+  UPDATE containers SET
+    object_count = (SELECT COUNT(*) FROM objects o
+                    WHERE o.account = containers.account AND o.container = containers.name),
+    bytes_used = (SELECT COALESCE(SUM(o.size_bytes), 0) FROM objects o
+                  WHERE o.account = containers.account AND o.container = containers.name);
+  ALTER TABLE objects ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE objects ADD COLUMN manifest TEXT;
+  ALTER TABLE objects ADD COLUMN slo TEXT;
+  ALTER TABLE objects ADD COLUMN delete_at_ms INTEGER;
+  CREATE TRIGGER objects_counted_insert AFTER INSERT ON objects BEGIN
+    UPDATE containers SET object_count = object_count + 1,
+      bytes_used = bytes_used + NEW.size_bytes
+    WHERE account = NEW.account AND name = NEW.container;
+  END;
+  CREATE TRIGGER objects_counted_delete AFTER DELETE ON objects BEGIN
+    UPDATE containers SET object_count = object_count - 1,
+      bytes_used = bytes_used - OLD.size_bytes
+    WHERE account = OLD.account AND name = OLD.container;
+  END;
+  CREATE TRIGGER objects_counted_update AFTER UPDATE OF size_bytes ON objects BEGIN
+    UPDATE containers SET bytes_used = bytes_used - OLD.size_bytes + NEW.size_bytes
+    WHERE account = NEW.account AND name = NEW.container;
+  END;
   `,
 ];

@@ -9,17 +9,25 @@
 import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
+import { zeroBlockHash } from '../../core/hash.js';
+import { EntryKind } from '../metadata.js';
 import type {
+  AccountRow,
+  AccountStats,
+  ContainerRow,
   EntryKindCode,
   EntryRow,
   MapRow,
   Metadata,
   NewObject,
   NewSnapshot,
+  NameRange,
   NewVolume,
+  ObjectMetaUpdate,
   ObjectRow,
   SnapshotRow,
   TokenRow,
+  UserRow,
   VolumeMapUpdate,
   VolumeRow,
 } from '../metadata.js';
@@ -59,8 +67,57 @@ function toVolume(r: Row): VolumeRow {
     createdMs: num(r.created_ms),
   };
 }
+/** Metadata columns hold a JSON object of strings; anything else reads as empty. */
+function meta(v: unknown): Record<string, string> {
+  if (typeof v !== 'string' || v === '' || v === '{}') return {};
+  const parsed: unknown = JSON.parse(v);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, value] of Object.entries(parsed)) {
+    if (typeof value === 'string') out[k] = value;
+  }
+  return out;
+}
+const optStr = (v: unknown): string | null => (v === null || v === undefined ? null : str(v));
+const optNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+
+function toContainer(r: Row): ContainerRow {
+  return {
+    account: str(r.account),
+    name: str(r.name),
+    createdMs: num(r.created_ms),
+    meta: meta(r.meta),
+    objectCount: num(r.object_count),
+    bytesUsed: num(r.bytes_used),
+  };
+}
+
+/** SQL for one range scan of `column` (the prefix and bounds become index range limits). */
+function rangeSql(column: string, range: NameRange): { where: string; args: string[] } {
+  const where: string[] = [];
+  const args: string[] = [];
+  if (range.prefix !== '') {
+    // Names starting with the prefix sort at or after it and before prefix + U+10FFFF.
+    where.push(`${column} >= ?`, `${column} < ?`);
+    args.push(range.prefix, `${range.prefix}\u{10ffff}`);
+  }
+  if (range.lower !== undefined) {
+    where.push(`${column} ${range.lower.inclusive ? '>=' : '>'} ?`);
+    args.push(range.lower.name);
+  }
+  if (range.upper !== undefined) {
+    where.push(`${column} ${range.upper.inclusive ? '<=' : '<'} ?`);
+    args.push(range.upper.name);
+  }
+  return { where: where.length === 0 ? '' : ` AND ${where.join(' AND ')}`, args };
+}
+
 function toObject(r: Row): ObjectRow {
   return {
+    meta: meta(r.meta),
+    manifest: optStr(r.manifest),
+    slo: optStr(r.slo),
+    deleteAtMs: optNum(r.delete_at_ms),
     account: str(r.account),
     container: str(r.container),
     name: str(r.name),
@@ -142,11 +199,77 @@ export class SqliteMetadata implements Metadata {
     this.durable(() =>
       this.db
         .prepare(
-          `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms)
-           VALUES (?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms,
+             expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(tokenHash, token.account, token.user, +token.admin, +token.superuser, createdMs),
+        .run(
+          tokenHash,
+          token.account,
+          token.user,
+          +token.admin,
+          +token.superuser,
+          createdMs,
+          token.expiresMs ?? null,
+        ),
     );
+  }
+
+  async deleteExpiredTokens(nowMs: number): Promise<number> {
+    return this.db
+      .prepare('DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms < ?')
+      .run(nowMs).changes;
+  }
+
+  async addUser(user: UserRow, createdMs: number): Promise<void> {
+    try {
+      this.durable(() =>
+        this.db
+          .prepare(
+            'INSERT INTO users(account, name, key_hash, admin, created_ms) VALUES (?, ?, ?, ?, ?)',
+          )
+          .run(user.account, user.name, user.keyHash, +user.admin, createdMs),
+      );
+    } catch (err) {
+      if (uniqueViolation(err)) {
+        throw new StoreError('EXISTS', `user ${user.account}:${user.name} already exists`);
+      }
+      throw err;
+    }
+  }
+
+  async getUser(account: string, name: string): Promise<UserRow | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM users WHERE account = ? AND name = ?')
+      .get(account, name) as Row | undefined;
+    if (r === undefined) return undefined;
+    return {
+      account: str(r.account),
+      name: str(r.name),
+      keyHash: str(r.key_hash),
+      admin: num(r.admin) === 1,
+    };
+  }
+
+  async getAccount(name: string): Promise<AccountRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM accounts WHERE name = ?').get(name) as
+      | Row
+      | undefined;
+    if (r === undefined) return undefined;
+    return { name: str(r.name), createdMs: num(r.created_ms), meta: meta(r.meta) };
+  }
+
+  async accountStats(name: string): Promise<AccountStats> {
+    const r = this.db
+      .prepare(
+        `SELECT COUNT(*) AS n, COALESCE(SUM(object_count), 0) AS objects,
+           COALESCE(SUM(bytes_used), 0) AS bytes FROM containers WHERE account = ?`,
+      )
+      .get(name) as Row;
+    return { containerCount: num(r.n), objectCount: num(r.objects), bytesUsed: num(r.bytes) };
+  }
+
+  async setAccountMeta(name: string, values: Readonly<Record<string, string>>): Promise<void> {
+    this.db.prepare('UPDATE accounts SET meta = ? WHERE name = ?').run(JSON.stringify(values), name);
   }
 
   async findToken(tokenHash: string): Promise<TokenRow | undefined> {
@@ -154,12 +277,13 @@ export class SqliteMetadata implements Metadata {
       | Row
       | undefined;
     if (r === undefined) return undefined;
-    return {
+    const row = {
       account: str(r.account),
       user: str(r.user),
       admin: num(r.admin) === 1,
       superuser: num(r.superuser) === 1,
     };
+    return r.expires_ms === null ? row : { ...row, expiresMs: num(r.expires_ms) };
   }
 
   async createVolumes(volumes: readonly NewVolume[]): Promise<VolumeRow[]> {
@@ -296,6 +420,18 @@ export class SqliteMetadata implements Metadata {
     });
   }
 
+  async replacePrivateBlocks(replacements: ReadonlyMap<string, string>): Promise<void> {
+    const update = this.db.prepare(
+      'UPDATE map_entries SET kind = ?, ref = ? WHERE kind = ? AND ref = ?',
+    );
+    this.durable(() => {
+      for (const [name, hash] of replacements) {
+        const zero = hash === zeroBlockHash;
+        update.run(zero ? EntryKind.zero : EntryKind.hash, zero ? '' : hash, EntryKind.private, name);
+      }
+    });
+  }
+
   async createSnapshot(request: NewSnapshot): Promise<SnapshotRow> {
     const s = request.snapshot;
     try {
@@ -405,27 +541,172 @@ export class SqliteMetadata implements Metadata {
       this.db
         .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
         .run(o.account, o.name, o.container);
+      return this.upsertObject(o, mapId);
+    });
+  }
+
+  /** Insert or replace an object row pointing at `mapId` (inside a transaction). */
+  private upsertObject(o: NewObject['object'], mapId: number): ObjectRow {
+    const row: ObjectRow = {
+      ...o,
+      mapId,
+      meta: o.meta ?? {},
+      manifest: o.manifest ?? null,
+      slo: o.slo ?? null,
+      deleteAtMs: o.deleteAtMs ?? null,
+    };
+    this.db
+      .prepare(
+        `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
+           etag, modified_ms, meta, manifest, slo, delete_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(account, container, name) DO UPDATE SET map_id = excluded.map_id,
+           size_bytes = excluded.size_bytes, content_type = excluded.content_type,
+           hash = excluded.hash, etag = excluded.etag, modified_ms = excluded.modified_ms,
+           meta = excluded.meta, manifest = excluded.manifest, slo = excluded.slo,
+           delete_at_ms = excluded.delete_at_ms`,
+      )
+      .run(
+        row.account,
+        row.container,
+        row.name,
+        mapId,
+        row.sizeBytes,
+        row.contentType,
+        row.hash,
+        row.etag,
+        row.modifiedMs,
+        JSON.stringify(row.meta),
+        row.manifest,
+        row.slo,
+        row.deleteAtMs,
+      );
+    return row;
+  }
+
+  async putObjectOnMap(object: NewObject['object'], mapId: number): Promise<ObjectRow> {
+    return this.durable(() => {
+      const map = this.db.prepare('SELECT frozen FROM maps WHERE id = ?').get(mapId) as
+        | Row
+        | undefined;
+      if (map === undefined) {
+        throw new StoreError('NOT_FOUND', 'the source object changed meanwhile; retry', {
+          retryable: true,
+        });
+      }
+      assert(num(map.frozen) === 1, 'objects share frozen maps only');
+      this.ensureContainer(object.account, object.container, object.modifiedMs);
+      this.db
+        .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
+        .run(object.account, object.name, object.container);
+      return this.upsertObject(object, mapId);
+    });
+  }
+
+  async updateObjectMeta(
+    account: string,
+    container: string,
+    name: string,
+    u: ObjectMetaUpdate,
+  ): Promise<boolean> {
+    return (
       this.db
         .prepare(
-          `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
-             etag, modified_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT(account, container, name) DO UPDATE SET map_id = excluded.map_id,
-             size_bytes = excluded.size_bytes, content_type = excluded.content_type,
-             hash = excluded.hash, etag = excluded.etag, modified_ms = excluded.modified_ms`,
+          `UPDATE objects SET content_type = ?, meta = ?, delete_at_ms = ?, modified_ms = ?
+           WHERE account = ? AND container = ? AND name = ?`,
         )
         .run(
-          o.account,
-          o.container,
-          o.name,
-          mapId,
-          o.sizeBytes,
-          o.contentType,
-          o.hash,
-          o.etag,
-          o.modifiedMs,
-        );
-      return { ...o, mapId };
-    });
+          u.contentType,
+          JSON.stringify(u.meta),
+          u.deleteAtMs,
+          u.modifiedMs,
+          account,
+          container,
+          name,
+        ).changes === 1
+    );
+  }
+
+  async createContainer(
+    account: string,
+    name: string,
+    values: Readonly<Record<string, string>>,
+    createdMs: number,
+  ): Promise<boolean> {
+    return (
+      this.db
+        .prepare(
+          'INSERT OR IGNORE INTO containers(account, name, created_ms, meta) VALUES (?, ?, ?, ?)',
+        )
+        .run(account, name, createdMs, JSON.stringify(values)).changes === 1
+    );
+  }
+
+  async getContainer(account: string, name: string): Promise<ContainerRow | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM containers WHERE account = ? AND name = ?')
+      .get(account, name) as Row | undefined;
+    return r === undefined ? undefined : toContainer(r);
+  }
+
+  async setContainerMeta(
+    account: string,
+    name: string,
+    values: Readonly<Record<string, string>>,
+  ): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE containers SET meta = ? WHERE account = ? AND name = ?')
+        .run(JSON.stringify(values), account, name).changes === 1
+    );
+  }
+
+  async deleteContainer(account: string, name: string) {
+    return this.db.transaction((): 'deleted' | 'missing' | 'not-empty' => {
+      const any = this.db
+        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? LIMIT 1')
+        .get(account, name);
+      if (any !== undefined) return 'not-empty';
+      const changes = this.db
+        .prepare('DELETE FROM containers WHERE account = ? AND name = ?')
+        .run(account, name).changes;
+      return changes === 1 ? 'deleted' : 'missing';
+    })();
+  }
+
+  async listContainerRange(account: string, range: NameRange): Promise<ContainerRow[]> {
+    const { where, args } = rangeSql('name', range);
+    const order = range.reverse ? 'DESC' : 'ASC';
+    const rows = this.statement(
+      `SELECT * FROM containers WHERE account = ?${where} ORDER BY name ${order} LIMIT ?`,
+    ).all(account, ...args, range.limit) as Row[];
+    return rows.map(toContainer);
+  }
+
+  async listObjectRange(
+    account: string,
+    container: string,
+    range: NameRange,
+    nowMs: number,
+  ): Promise<ObjectRow[]> {
+    const { where, args } = rangeSql('name', range);
+    const order = range.reverse ? 'DESC' : 'ASC';
+    const rows = this.statement(
+      `SELECT * FROM objects WHERE account = ? AND container = ?${where}
+         AND (delete_at_ms IS NULL OR delete_at_ms > ?) ORDER BY name ${order} LIMIT ?`,
+    ).all(account, container, ...args, nowMs, range.limit) as Row[];
+    return rows.map(toObject);
+  }
+
+  /** Prepared statements for the few shapes of dynamic SQL (range scans), kept once each. */
+  private readonly statements = new Map<string, Database.Statement>();
+  private statement(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   async getObject(account: string, container: string, name: string) {

@@ -98,7 +98,7 @@ function isMissing(details: unknown): details is { missing: string[] } {
 }
 
 /** Read a streamed body whole, failing with NO_SPACE past `bytesMax`. */
-async function readBody(body: unknown, bytesMax: number): Promise<Buffer> {
+export async function readBody(body: unknown, bytesMax: number): Promise<Buffer> {
   if (Buffer.isBuffer(body)) {
     if (body.length > bytesMax) throw new StoreError('NO_SPACE', `body over ${bytesMax} bytes`);
     return body;

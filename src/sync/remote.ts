@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+// The server side of sync: the Swift listing, HEAD, the Pithos+ hashmap endpoints, block upload,
+// range reads, COPY and DELETE for the objects under one target prefix. Every call counts the
+// payload bytes it sends and receives (progress and tests). Answers that are part of the protocol
+// (409 with missing hashes, 404 on delete) are returned, not thrown; other errors become
+// RemoteErrors with the server's code, like the rest of the CLI.
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { RemoteError, UnreachableError } from '../cli/errors.js';
+import type { ErrorCode } from '../core/errors.js';
+import { isHexHash } from '../core/hash.js';
+import { listingLimitMax } from '../core/limits.js';
+import type { SyncTarget } from './target.js';
+import type { RemoteObject } from './types.js';
+
+export interface RemoteHashmap {
+  readonly blockSizeBytes: number;
+  readonly sizeBytes: number;
+  readonly hashes: readonly string[];
+}
+
+export type PutHashmapResult =
+  | { readonly created: true; readonly etag: string }
+  | { readonly created: false; readonly missing: readonly string[] };
+
+interface ListingEntry {
+  readonly name: string;
+  readonly bytes: number;
+  readonly hash: string;
+  readonly x_object_hash?: string;
+}
+
+/** Page size of listings: the server's maximum, so a 10,000-file folder is one request. */
+const listingPageMax = listingLimitMax;
+/** Pages of one listing: 10^9 names is far beyond any folder this tool should walk. */
+const listingPagesMax = 100_000;
+
+export class RemoteStore {
+  readonly #url: string;
+  readonly #token: string;
+  readonly target: SyncTarget;
+  /** Payload bytes sent (request bodies) and received (response bodies) so far. */
+  sentBytes = 0;
+  receivedBytes = 0;
+  /** Unknown until the first COPY: null, then whether the server implements it. */
+  #copyWorks: boolean | null = null;
+
+  constructor(url: string, token: string, target: SyncTarget) {
+    this.#url = url.replace(/\/+$/, '');
+    this.#token = token;
+    this.target = target;
+  }
+
+  /** The object name of a sync path. */
+  nameOf(path: string): string {
+    return this.target.prefix + path;
+  }
+
+  containerUrl(): string {
+    const { account, container } = this.target;
+    return `/v1/${encodeURIComponent(account)}/${encodeURIComponent(container)}`;
+  }
+
+  objectUrl(path: string): string {
+    const name = this.nameOf(path).split('/').map(encodeURIComponent).join('/');
+    return `${this.containerUrl()}/${name}`;
+  }
+
+  /** Every object under the prefix, by sync path (the prefix removed). */
+  async list(): Promise<Map<string, RemoteObject>> {
+    const out = new Map<string, RemoteObject>();
+    const { prefix } = this.target;
+    let marker = '';
+    for (let pageIdx = 0; pageIdx < listingPagesMax; pageIdx++) {
+      let query = `?format=json&limit=${listingPageMax}&prefix=${encodeURIComponent(prefix)}`;
+      if (marker !== '') query += `&marker=${encodeURIComponent(marker)}`;
+      const response = await this.#send('GET', `${this.containerUrl()}${query}`, {
+        allow: [404],
+      });
+      // A container that does not exist yet holds nothing (the first upload creates it).
+      if (response.status === 404 || response.status === 204) {
+        await response.body?.cancel();
+        return out;
+      }
+      const page = (await this.#json(response)) as ListingEntry[];
+      for (const entry of page) {
+        if (!entry.name.startsWith(prefix)) continue;
+        out.set(entry.name.slice(prefix.length), {
+          sizeBytes: entry.bytes,
+          etag: entry.hash,
+          hash: entry.x_object_hash ?? '',
+        });
+      }
+      const last = page[page.length - 1];
+      if (page.length < listingPageMax || last === undefined) return out;
+      marker = last.name;
+    }
+    throw new RemoteError(500, 'IO', `listing of ${prefix} did not end after many pages`);
+  }
+
+  /** HEAD one object: undefined when it does not exist. */
+  async head(path: string): Promise<RemoteObject | undefined> {
+    const response = await this.#send('HEAD', this.objectUrl(path), { allow: [404] });
+    await response.body?.cancel();
+    if (response.status === 404) return undefined;
+    return {
+      sizeBytes: Number(response.headers.get('content-length') ?? '0'),
+      etag: response.headers.get('etag') ?? '',
+      hash: response.headers.get('x-object-hash') ?? '',
+    };
+  }
+
+  async getHashmap(path: string): Promise<RemoteHashmap> {
+    const response = await this.#send('GET', `${this.objectUrl(path)}?hashmap&format=json`);
+    const body = (await this.#json(response)) as {
+      block_size: number;
+      bytes: number;
+      hashes: string[];
+    };
+    if (!Array.isArray(body.hashes) || !body.hashes.every(isHexHash)) {
+      throw new RemoteError(500, 'CORRUPT', `bad hashmap for ${this.nameOf(path)}`);
+    }
+    return { blockSizeBytes: body.block_size, sizeBytes: body.bytes, hashes: body.hashes };
+  }
+
+  /** PUT a hashmap: created, or the list of block hashes the server lacks. */
+  async putHashmap(
+    path: string,
+    hashmap: { sizeBytes: number; hashes: readonly string[]; md5: string },
+  ): Promise<PutHashmapResult> {
+    const body = JSON.stringify({
+      bytes: hashmap.sizeBytes,
+      hashes: hashmap.hashes,
+      md5: hashmap.md5,
+    });
+    const response = await this.#send('PUT', `${this.objectUrl(path)}?hashmap`, {
+      body,
+      headers: { 'content-type': 'application/json' },
+      allow: [409],
+    });
+    if (response.status === 409) {
+      const missing = (await this.#json(response)) as unknown;
+      if (!Array.isArray(missing) || !missing.every((h) => typeof h === 'string' && isHexHash(h))) {
+        throw new RemoteError(409, 'CONFLICT', `unexpected 409 answer for ${this.nameOf(path)}`);
+      }
+      return { created: false, missing: missing as string[] };
+    }
+    await response.body?.cancel();
+    return { created: true, etag: response.headers.get('etag') ?? '' };
+  }
+
+  /** POST raw blocks (4 MiB each, the last may be short); returns their hashes. */
+  async postBlocks(body: Uint8Array): Promise<string[]> {
+    const response = await this.#send('POST', `${this.containerUrl()}?update`, {
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    return (await this.#json(response)) as string[];
+  }
+
+  /** PUT a whole (small) object; returns its ETag. */
+  async putObject(path: string, body: Uint8Array): Promise<string> {
+    const response = await this.#send('PUT', this.objectUrl(path), {
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    await response.body?.cancel();
+    return response.headers.get('etag') ?? '';
+  }
+
+  /** GET bytes [offset, offset + length) (or the whole object) as a byte stream. */
+  async read(path: string, range?: { offsetBytes: number; lengthBytes: number }) {
+    const headers: Record<string, string> = {};
+    if (range !== undefined) {
+      headers.range = `bytes=${range.offsetBytes}-${range.offsetBytes + range.lengthBytes - 1}`;
+    }
+    const response = await this.#send('GET', this.objectUrl(path), { headers });
+    const body = response.body;
+    const stream = body === null ? Readable.from([]) : Readable.fromWeb(body as WebReadableStream);
+    stream.on('data', (chunk: Buffer) => {
+      this.receivedBytes += chunk.length;
+    });
+    return { stream, etag: response.headers.get('etag') ?? '' };
+  }
+
+  /** DELETE; a missing object counts as deleted. */
+  async delete(path: string): Promise<void> {
+    const response = await this.#send('DELETE', this.objectUrl(path), { allow: [404] });
+    await response.body?.cancel();
+  }
+
+  /**
+   * Server-side COPY (Swift: `Destination: CONTAINER/NAME`). Returns false when the server does
+   * not implement it, so the caller falls back to a hashmap PUT, which costs no upload either.
+   */
+  async copy(from: string, to: string): Promise<boolean> {
+    if (this.#copyWorks === false) return false;
+    const destination = `${this.target.container}/${this.nameOf(to)}`
+      .split('/')
+      .map(encodeURIComponent)
+      .join('/');
+    const response = await this.#send('COPY', this.objectUrl(from), {
+      headers: { destination, 'destination-account': this.target.account },
+      allow: [400, 404, 405, 501],
+    });
+    await response.body?.cancel();
+    if (response.status === 201) {
+      this.#copyWorks = true;
+      return true;
+    }
+    // A route the server lacks answers 404/405/501; a 404 for a missing source also lands here
+    // once, harmlessly: the fallback PUT is always correct.
+    if (this.#copyWorks !== true) this.#copyWorks = false;
+    return false;
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    options: {
+      body?: string | Uint8Array;
+      headers?: Record<string, string>;
+      allow?: number[];
+    } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers, 'x-auth-token': this.#token };
+    const init: RequestInit = { method, headers };
+    if (options.body !== undefined) {
+      init.body = options.body as BodyInit;
+      this.sentBytes +=
+        typeof options.body === 'string' ? Buffer.byteLength(options.body) : options.body.length;
+    }
+    let response: Response;
+    try {
+      response = await fetch(`${this.#url}${path}`, init);
+    } catch (err) {
+      throw new UnreachableError(this.#url, err);
+    }
+    if (response.status < 400 || (options.allow ?? []).includes(response.status)) return response;
+    throw await remoteError(response, method, path);
+  }
+
+  async #json(response: Response): Promise<unknown> {
+    const text = await response.text();
+    this.receivedBytes += Buffer.byteLength(text);
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new RemoteError(
+        response.status,
+        'IO',
+        `the server sent bad JSON: ${text.slice(0, 100)}`,
+      );
+    }
+  }
+}
+
+async function remoteError(response: Response, method: string, path: string) {
+  const text = await response.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (typeof body.error?.code === 'string' && typeof body.error.message === 'string') {
+      return new RemoteError(response.status, body.error.code as ErrorCode, body.error.message);
+    }
+  } catch {
+    // Not an Atoll error body: fall through to the status line.
+  }
+  const detail = text === '' ? response.statusText : text.slice(0, 200);
+  return new RemoteError(
+    response.status,
+    'IO',
+    `${method} ${path}: HTTP ${response.status} ${detail}`,
+  );
+}

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+// Uploads one local file, sending only the blocks the server lacks (Pithos+):
+//
+//   PUT ?hashmap {bytes, hashes, md5} --201--> done (every block was already stored)
+//        |409 [missing hashes]
+//        v
+//   POST ?update  missing blocks, ≤ requestBlocksMax per request, several requests in flight
+//        v
+//   PUT ?hashmap again --201--> done   (409 again: blocks vanished meanwhile; retried, bounded)
+//
+// Resuming is free: blocks POSTed before an interruption are on the server, so the next attempt's
+// 409 no longer lists them. Every block read for upload is hashed again and must match the
+// hashmap: a file edited since it was hashed fails with FileChangedError and is retried by the
+// next pass, so the server never gets a hashmap that disagrees with its blocks. Files up to
+// smallFileBytesMax go as one plain PUT (one round trip instead of three).
+
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RemoteError } from '../cli/errors.js';
+import { blockHashAsync } from '../core/hash.js';
+import { blockSizeBytes } from '../core/limits.js';
+import { FileChangedError, readFully } from './file-hash.js';
+import { runPool } from './limiter.js';
+import { requestBlocksMax, smallFileBytesMax, type TransferContext } from './transfer-context.js';
+import type { LocalFile, RemoteObject } from './types.js';
+
+/** Hashmap PUTs per upload: the second normally succeeds; more means blocks keep vanishing. */
+const hashmapAttemptsMax = 4;
+
+export interface UploadResult {
+  readonly remote: RemoteObject;
+  /** Block bytes sent (0 when the server had every block). */
+  readonly sentBytes: number;
+}
+
+export async function uploadFile(
+  ctx: TransferContext,
+  path: string,
+  file: LocalFile,
+  /** Always start with a hashmap PUT (renames: every block is known to be stored). */
+  options: { hashmapFirst?: boolean } = {},
+): Promise<UploadResult> {
+  const { hash } = file;
+  ctx.progress.addTotal(hash.sizeBytes);
+  if (hash.sizeBytes <= smallFileBytesMax && options.hashmapFirst !== true) {
+    return uploadSmall(ctx, path, file);
+  }
+  let sentBytes = 0;
+  for (let attempt = 1; attempt <= hashmapAttemptsMax; attempt++) {
+    const result = await ctx.remote.putHashmap(path, hash);
+    if (result.created) {
+      if (attempt === 1) ctx.progress.skip(hash.sizeBytes);
+      return { remote: remoteOf(file, result.etag), sentBytes };
+    }
+    const blocks = blockIndexesOf(hash.hashes, result.missing);
+    if (attempt === 1) ctx.progress.skip(hash.sizeBytes - bytesOf(blocks, hash.sizeBytes));
+    sentBytes += await postBlocks(ctx, path, file, blocks);
+  }
+  throw new RemoteError(409, 'CONFLICT', `${path}: the server kept asking for blocks; try again`);
+}
+
+async function uploadSmall(ctx: TransferContext, path: string, file: LocalFile) {
+  const absPath = join(ctx.root, path);
+  const handle = await open(absPath, 'r');
+  let data: Buffer;
+  try {
+    data = await readFully(handle, Buffer.allocUnsafe(file.sizeBytes), 0);
+  } finally {
+    await handle.close();
+  }
+  const md5 = createHash('md5').update(data).digest('hex');
+  if (data.length !== file.sizeBytes || md5 !== file.hash.md5) throw new FileChangedError(absPath);
+  const etag = await ctx.remote.putObject(path, data);
+  ctx.progress.moved(data.length);
+  if (etag !== '' && etag !== md5) {
+    throw new RemoteError(500, 'CORRUPT', `${path}: the server stored ETag ${etag}, sent ${md5}`);
+  }
+  return { remote: remoteOf(file, etag === '' ? md5 : etag), sentBytes: data.length };
+}
+
+function remoteOf(file: LocalFile, etag: string): RemoteObject {
+  return {
+    sizeBytes: file.sizeBytes,
+    etag: etag === '' ? file.hash.md5 : etag,
+    hash: file.hash.topHash,
+  };
+}
+
+/** The first block index holding each missing hash, in file order. */
+function blockIndexesOf(hashes: readonly string[], missing: readonly string[]): number[] {
+  const wanted = new Set(missing);
+  const out: number[] = [];
+  hashes.forEach((h, idx) => {
+    if (wanted.delete(h)) out.push(idx);
+  });
+  if (wanted.size > 0) {
+    throw new RemoteError(409, 'CONFLICT', 'the server asked for blocks this file does not have');
+  }
+  return out;
+}
+
+function blockLength(idx: number, sizeBytes: number): number {
+  return Math.min(blockSizeBytes, sizeBytes - idx * blockSizeBytes);
+}
+
+function bytesOf(blocks: readonly number[], sizeBytes: number): number {
+  return blocks.reduce((sum, idx) => sum + blockLength(idx, sizeBytes), 0);
+}
+
+/** POST the given blocks; a short block (the file's last) may only end a request body. */
+async function postBlocks(
+  ctx: TransferContext,
+  path: string,
+  file: LocalFile,
+  blocks: readonly number[],
+): Promise<number> {
+  const batches: number[][] = [];
+  let batch: number[] = [];
+  for (const idx of blocks) {
+    batch.push(idx);
+    if (batch.length >= requestBlocksMax || blockLength(idx, file.sizeBytes) < blockSizeBytes) {
+      batches.push(batch);
+      batch = [];
+    }
+  }
+  if (batch.length > 0) batches.push(batch);
+  const absPath = join(ctx.root, path);
+  const handle = await open(absPath, 'r');
+  let sentBytes = 0;
+  try {
+    const failures = await runPool(batches, ctx.requestsPerFileMax, async (indexes) => {
+      const release = await ctx.blocks.acquire(indexes.length);
+      try {
+        const lengths = indexes.map((idx) => blockLength(idx, file.sizeBytes));
+        const body = Buffer.allocUnsafe(lengths.reduce((a, b) => a + b, 0));
+        let at = 0;
+        for (const [n, idx] of indexes.entries()) {
+          const want = lengths[n] as number;
+          const got = await readFully(handle, body.subarray(at, at + want), idx * blockSizeBytes);
+          const expected = file.hash.hashes[idx];
+          if (got.length !== want || (await blockHashAsync(got)) !== expected) {
+            throw new FileChangedError(absPath);
+          }
+          at += want;
+        }
+        const stored = await ctx.remote.postBlocks(body);
+        const expected = indexes.map((idx) => file.hash.hashes[idx]);
+        if (stored.length !== expected.length || stored.some((h, n) => h !== expected[n])) {
+          throw new RemoteError(500, 'CORRUPT', `${path}: the server hashed blocks differently`);
+        }
+        sentBytes += body.length;
+        ctx.progress.moved(body.length);
+      } finally {
+        release();
+      }
+    });
+    const first = failures[0];
+    if (first !== undefined) throw first.error;
+  } finally {
+    await handle.close();
+  }
+  return sentBytes;
+}
