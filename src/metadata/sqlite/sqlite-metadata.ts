@@ -10,7 +10,6 @@ import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
 import { zeroBlockHash } from '../../core/hash.js';
-import { EntryKind } from '../metadata.js';
 import type {
   AccountRow,
   AccountStats,
@@ -19,9 +18,9 @@ import type {
   EntryRow,
   MapRow,
   Metadata,
+  NameRange,
   NewObject,
   NewSnapshot,
-  NameRange,
   NewVolume,
   ObjectMetaUpdate,
   ObjectRow,
@@ -31,6 +30,7 @@ import type {
   VolumeMapUpdate,
   VolumeRow,
 } from '../metadata.js';
+import { EntryKind } from '../metadata.js';
 import { migrations } from './migrations.js';
 
 type Row = Record<string, unknown>;
@@ -251,9 +251,7 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getAccount(name: string): Promise<AccountRow | undefined> {
-    const r = this.db.prepare('SELECT * FROM accounts WHERE name = ?').get(name) as
-      | Row
-      | undefined;
+    const r = this.db.prepare('SELECT * FROM accounts WHERE name = ?').get(name) as Row | undefined;
     if (r === undefined) return undefined;
     return { name: str(r.name), createdMs: num(r.created_ms), meta: meta(r.meta) };
   }
@@ -269,7 +267,9 @@ export class SqliteMetadata implements Metadata {
   }
 
   async setAccountMeta(name: string, values: Readonly<Record<string, string>>): Promise<void> {
-    this.db.prepare('UPDATE accounts SET meta = ? WHERE name = ?').run(JSON.stringify(values), name);
+    this.db
+      .prepare('UPDATE accounts SET meta = ? WHERE name = ?')
+      .run(JSON.stringify(values), name);
   }
 
   async findToken(tokenHash: string): Promise<TokenRow | undefined> {
@@ -427,7 +427,12 @@ export class SqliteMetadata implements Metadata {
     this.durable(() => {
       for (const [name, hash] of replacements) {
         const zero = hash === zeroBlockHash;
-        update.run(zero ? EntryKind.zero : EntryKind.hash, zero ? '' : hash, EntryKind.private, name);
+        update.run(
+          zero ? EntryKind.zero : EntryKind.hash,
+          zero ? '' : hash,
+          EntryKind.private,
+          name,
+        );
       }
     });
   }
