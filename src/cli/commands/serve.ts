@@ -5,12 +5,12 @@
 //   openAtoll --> startFrontEnds (HTTP, NBD) --> "atoll ready ..."
 //   signal    --> frontEnds.close() --> atoll.close() (flushes) --> exit 0
 import type { Command } from 'commander';
-import { destination, type Logger, pino } from 'pino';
-import { startHttp } from '../../frontends/http/server.js';
-import { startNbd } from '../../frontends/nbd/server.js';
+import type { Logger } from 'pino';
 import type { Atoll } from '../../store/api.js';
-import { openAtoll } from '../../store/open.js';
 import { UsageError } from '../errors.js';
+
+// The server's modules (store, SQLite, fastify, NBD) load only when `serve` runs, so client
+// commands start fast.
 
 export interface HostPort {
   readonly host: string;
@@ -38,6 +38,8 @@ export interface FrontEnds {
 
 /** Start every front end over one store. */
 export async function startFrontEnds(atoll: Atoll, options: FrontEndOptions): Promise<FrontEnds> {
+  const { startHttp } = await import('../../frontends/http/server.js');
+  const { startNbd } = await import('../../frontends/nbd/server.js');
   const http = await startHttp(atoll, { ...options.http, logger: options.logger });
   let nbd: Awaited<ReturnType<typeof startNbd>>;
   try {
@@ -86,6 +88,7 @@ interface ServeOptions {
   readonly pool?: string;
   readonly cephId?: string;
   readonly nbdAllowRemote?: boolean;
+  readonly gcGraceMs?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -104,6 +107,7 @@ export function registerServe(program: Command): void {
       'TLS-PSK keys for NBD (identity:hexkey per line; identity = account)',
     )
     .option('--nbd-allow-remote', 'serve NBD beyond loopback without TLS (trusted networks only)')
+    .option('--gc-grace-ms <MS>', 'GC spares blocks younger than this (default 60000; tests)')
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -118,6 +122,8 @@ async function serve(options: ServeOptions): Promise<void> {
     throw new UsageError('--backend rados needs --pool POOL (and --ceph-conf FILE)');
   }
   const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
+  const { destination, pino } = await import('pino');
+  const { openAtoll } = await import('../../store/open.js');
   const logger = pino({ level }, destination({ dest: 2, sync: true }));
   const rados =
     options.pool === undefined
@@ -129,7 +135,20 @@ async function serve(options: ServeOptions): Promise<void> {
             ...(options.cephId === undefined ? {} : { cephId: options.cephId }),
           },
         };
-  const { atoll } = await openAtoll({ dataDir: options.data, backend, logger, ...rados });
+  let gcGraceMs: number | undefined;
+  if (options.gcGraceMs !== undefined) {
+    gcGraceMs = Number(options.gcGraceMs);
+    if (!/^\d{1,10}$/.test(options.gcGraceMs)) {
+      throw new UsageError(`invalid --gc-grace-ms '${options.gcGraceMs}': expected milliseconds`);
+    }
+  }
+  const { atoll } = await openAtoll({
+    dataDir: options.data,
+    backend,
+    logger,
+    ...rados,
+    ...(gcGraceMs === undefined ? {} : { gcGraceMs }),
+  });
   let frontEnds: FrontEnds;
   try {
     frontEnds = await startFrontEnds(atoll, {
