@@ -12,6 +12,9 @@ import { parseArgs } from 'node:util';
 import { openAtoll } from '../src/store/open.js';
 import { ms, table } from './lib/server.js';
 
+// As `atoll serve` does (src/cli/main.ts): fsyncs must not starve writes of pool threads.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const { values } = parseArgs({ options: { dir: { type: 'string', default: '/var/tmp' } } });
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;

@@ -95,6 +95,8 @@ export class Hasher {
         hashes.push(hash);
         if (hash !== zeroBlockHash) entries.push({ idx, kind: EntryKind.hash, ref: hash });
         if (idx % progressEveryBlocks === progressEveryBlocks - 1) {
+          // A map deleted meanwhile (its snapshot and clones gone) is not worth finishing.
+          if ((await this.ctx.metadata.getMap(row.id)) === undefined) return;
           await this.ctx.metadata.setSnapshotProgress(row.id, idx + 1);
         }
       }
