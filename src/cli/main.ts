@@ -13,6 +13,7 @@ import { registerAccount } from './commands/account.js';
 import { registerFiles } from './commands/files.js';
 import { registerGc } from './commands/gc.js';
 import { registerServe } from './commands/serve.js';
+import { registerSharing } from './commands/sharing.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerSync } from './commands/sync.js';
 import { registerUser } from './commands/user.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerGc(program);
   registerFiles(program);
   registerSync(program);
+  registerSharing(program);
   return program;
 }
 

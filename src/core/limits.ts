@@ -50,3 +50,15 @@ export const metaOverallBytesMax = 4096;
 export const sloSegmentsMax = 1000;
 /** Segments one dynamic large object may concatenate. */
 export const dloSegmentsMax = 100_000;
+
+// Sharing, groups and versions (Pithos+ extensions).
+/** Previous versions kept per object; an overwrite past this drops the oldest (its blocks go
+ *  at a later GC run). The current version is not counted. */
+export const objectVersionsMax = 20;
+/** Grantees in one X-Object-Sharing value (read and write together). */
+export const sharingEntriesMax = 100;
+/** Members of one group, and groups one account may own. */
+export const groupMembersMax = 1000;
+export const groupsPerAccountMax = 1000;
+/** Bytes of one ACL header (X-Container-Read/Write, X-Account-Access-Control). */
+export const aclBytesMax = 4096;

@@ -59,6 +59,38 @@ export interface ObjectRow extends ObjectExtras {
   readonly hash: string;
   readonly etag: string;
   readonly modifiedMs: number;
+  /** Version number (unique across the store, grows with every write of any object). */
+  readonly version: number;
+  /** X-Object-Public: readable without a token. False on previous versions. */
+  readonly public: boolean;
+}
+
+/** One grant of X-Object-Sharing: an account, a group `OWNER:GROUP`, or `*` (any account). */
+export interface ShareGrant {
+  readonly grantee: string;
+  /** Write implies read (Pithos+). */
+  readonly write: boolean;
+}
+
+/** An object shared with someone, as the "shared with me" listing shows it. */
+export interface SharedObjectRow {
+  readonly object: ObjectRow;
+  readonly write: boolean;
+}
+
+export interface GroupRow {
+  readonly owner: string;
+  readonly name: string;
+  readonly members: readonly string[];
+  readonly createdMs: number;
+}
+
+/**
+ * A quota to enforce inside the commit that adds bytes: the transaction fails with NO_SPACE
+ * (and changes nothing) when it leaves the account above `bytesMax` and above where it was.
+ */
+export interface QuotaCheck {
+  readonly bytesMax: number;
 }
 
 export interface SnapshotRow {
@@ -164,8 +196,10 @@ export interface NewSnapshot {
 }
 
 export interface NewObject {
-  readonly object: Omit<ObjectRow, 'mapId' | keyof ObjectExtras> & Partial<ObjectExtras>;
+  readonly object: Omit<ObjectRow, 'mapId' | 'version' | 'public' | keyof ObjectExtras> &
+    Partial<ObjectExtras>;
   readonly entries: readonly EntryRow[];
+  readonly quota?: QuotaCheck;
 }
 
 export interface Metadata {
@@ -206,7 +240,11 @@ export interface Metadata {
   listSnapshots(account: string): Promise<SnapshotRow[]>;
   setSnapshotProgress(mapId: number, blocksHashed: number): Promise<void>;
 
-  /** Create or replace an object (its old map becomes garbage). */
+  /**
+   * Create or replace an object. A replaced object becomes a previous version (a row pointing
+   * at its map); past `versionsMax` previous versions the oldest are dropped (their maps become
+   * garbage).
+   */
   putObject(request: NewObject): Promise<ObjectRow>;
   getObject(account: string, container: string, name: string): Promise<ObjectRow | undefined>;
   listObjects(
@@ -251,8 +289,57 @@ export interface Metadata {
    * Create or replace an object that shares an existing frozen map (COPY: no data copied).
    * NOT_FOUND if the map is gone (GC took it after its last object went away).
    */
-  putObjectOnMap(object: NewObject['object'], mapId: number): Promise<ObjectRow>;
+  putObjectOnMap(
+    object: NewObject['object'],
+    mapId: number,
+    quota?: QuotaCheck,
+  ): Promise<ObjectRow>;
+  /** Delete an object with its previous versions and its grants. */
   deleteObject(account: string, container: string, name: string): Promise<boolean>;
+
+  /** Previous versions of an object, newest first. */
+  listVersions(account: string, container: string, name: string): Promise<ObjectRow[]>;
+  /** The current or a previous version by number. */
+  getVersion(
+    account: string,
+    container: string,
+    name: string,
+    version: number,
+  ): Promise<ObjectRow | undefined>;
+
+  /** An object's grants (empty if none or no such object). */
+  getShares(account: string, container: string, name: string): Promise<ShareGrant[]>;
+  /**
+   * Replace an object's grants (when `grants` is given) and/or its public flag, in one
+   * transaction; false if there is no such object.
+   */
+  setSharing(
+    account: string,
+    container: string,
+    name: string,
+    change: { readonly grants?: readonly ShareGrant[]; readonly public?: boolean },
+  ): Promise<boolean>;
+  /** Objects of other accounts granted to any of `grantees`, by path, at most `limit`. */
+  sharedWith(
+    grantees: readonly string[],
+    exceptAccount: string,
+    nowMs: number,
+    limit: number,
+  ): Promise<SharedObjectRow[]>;
+
+  /** Create or replace a group (its members as given). */
+  putGroup(group: GroupRow): Promise<void>;
+  getGroup(owner: string, name: string): Promise<GroupRow | undefined>;
+  listGroups(owner: string): Promise<GroupRow[]>;
+  deleteGroup(owner: string, name: string): Promise<boolean>;
+  /** Groups `OWNER:NAME` that list `member`. */
+  groupsOf(member: string): Promise<string[]>;
+
+  /** null: no quota. */
+  getQuota(account: string): Promise<number | null>;
+  setQuota(account: string, bytesMax: number | null): Promise<void>;
+  /** Bytes an account holds: sizes of its objects and of their previous versions. */
+  usedBytes(account: string): Promise<number>;
 
   /** Delete maps nothing refers to (no volume, object, or live child); returns how many. */
   deleteDeadMaps(): Promise<number>;

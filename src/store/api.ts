@@ -12,12 +12,77 @@ export type { Listed, ListingQuery } from './listing.js';
 export type MetaRecord = Readonly<Record<string, string>>;
 
 export interface Principal {
+  /** '' for the anonymous caller. */
   readonly account: string;
   /** User inside the account; '' for the account's own token. */
   readonly user: string;
   /** Account admin (may manage users); `superuser` may manage accounts. */
   readonly admin: boolean;
   readonly superuser: boolean;
+  /** A request without a token: it gets only what public objects and referrer ACLs allow. */
+  readonly anonymous?: boolean;
+  /** The request's Referer, for Swift's referrer rules (`.r:HOST`) in container ACLs. */
+  readonly referrer?: string;
+}
+
+/** The caller of a request that carries no token. */
+export const anonymousPrincipal: Principal = {
+  account: '',
+  user: '',
+  admin: false,
+  superuser: false,
+  anonymous: true,
+};
+
+/** X-Object-Sharing: who may read and who may write (accounts, `OWNER:GROUP`, `*`). */
+export interface Sharing {
+  readonly read: readonly string[];
+  readonly write: readonly string[];
+}
+
+/** A change of an object's sharing: `sharing` replaces all grants, `public` the flag. */
+export interface ShareChange {
+  readonly sharing?: Sharing;
+  readonly public?: boolean;
+}
+
+/** An object another account shares with the caller ("shared with me"). */
+export interface SharedObject {
+  readonly account: string;
+  readonly container: string;
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly contentType: string;
+  readonly modifiedMs: number;
+  readonly hash: string;
+  readonly access: 'read' | 'write';
+}
+
+/** One version of an object (`?version=list`). */
+export interface VersionInfo {
+  readonly version: number;
+  readonly sizeBytes: number;
+  readonly modifiedMs: number;
+  /** Merkle top hash and MD5 of that version. */
+  readonly hash: string;
+  readonly etag: string;
+  readonly contentType: string;
+  readonly current: boolean;
+}
+
+export interface GroupInfo {
+  readonly owner: string;
+  readonly name: string;
+  readonly members: readonly string[];
+  readonly createdMs: number;
+}
+
+export interface QuotaInfo {
+  readonly account: string;
+  /** null: no quota. */
+  readonly quotaBytes: number | null;
+  /** Sizes of the account's objects and their previous versions. */
+  readonly usedBytes: number;
 }
 
 /** A file path: account, container and object name. */
@@ -79,6 +144,11 @@ export interface ObjectInfo {
   /** Static large object (a manifest of segments). */
   readonly slo: boolean;
   readonly deleteAtMs: number | null;
+  /** The version number of this content (`?version=ID`). */
+  readonly version: number;
+  /** Shown to those who may change it (the owner's account): grants and the public flag. */
+  readonly sharing?: Sharing;
+  readonly public?: boolean;
 }
 
 /** What GET and HEAD serve: an object's bytes, or the concatenation of a large object. */
@@ -134,6 +204,10 @@ export interface PutObjectOptions {
   readonly deleteAtMs?: number;
   /** If-None-Match: * — fail (PRECONDITION_FAILED) if the object exists. */
   readonly ifNoneMatchAny?: boolean;
+  /** Content-Length when known: refused at once (NO_SPACE) if it cannot fit the quota. */
+  readonly expectedBytes?: number;
+  /** X-Object-Sharing / X-Object-Public sent with the PUT (checked before the body is read). */
+  readonly share?: ShareChange;
 }
 
 export interface CopyObjectOptions {
@@ -143,6 +217,8 @@ export interface CopyObjectOptions {
   /** X-Fresh-Metadata: do not carry the source's metadata. */
   readonly fresh?: boolean;
   readonly deleteAtMs?: number;
+  /** Copy this version of the source (X-Copy-From-Version, POST ?restore=ID). */
+  readonly fromVersion?: number;
 }
 
 export interface UpdateObjectOptions {
@@ -310,8 +386,24 @@ export interface Atoll {
   sloManifest(caller: Principal, path: ObjectPath): Promise<SloSegment[]>;
   /** Delete a static large object and its segments. */
   deleteSlo(caller: Principal, path: ObjectPath): Promise<DeleteReport>;
-  /** The object, or the segments of a large object, ready to read. */
-  openContent(caller: Principal, path: ObjectPath): Promise<ObjectContent>;
+  /** The object (or a previous version), or the segments of a large object, ready to read. */
+  openContent(caller: Principal, path: ObjectPath, version?: number): Promise<ObjectContent>;
+  /** The current version and the kept previous ones, newest first. */
+  listVersions(caller: Principal, path: ObjectPath): Promise<VersionInfo[]>;
+  /** Set X-Object-Sharing and/or X-Object-Public (the owner's account only). */
+  shareObject(caller: Principal, path: ObjectPath, change: ShareChange): Promise<void>;
+  /** Objects other accounts share with the caller (directly, through groups or with `*`). */
+  sharedWithMe(caller: Principal, limit: number): Promise<SharedObject[]>;
+
+  /** Create or replace the caller's group NAME with these member accounts. */
+  setGroup(caller: Principal, name: string, members: readonly string[]): Promise<GroupInfo>;
+  listGroups(caller: Principal): Promise<GroupInfo[]>;
+  getGroup(caller: Principal, name: string): Promise<GroupInfo>;
+  deleteGroup(caller: Principal, name: string): Promise<void>;
+
+  /** Superusers set quotas; an account may read its own. */
+  setQuota(caller: Principal, account: string, bytesMax: number | null): Promise<QuotaInfo>;
+  quotaInfo(caller: Principal, account: string): Promise<QuotaInfo>;
   getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo>;
   /** The Pithos+ hashmap of a file (waits for a snapshot's hashing). */
   getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap>;

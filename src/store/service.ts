@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The service behind every front end: accounts, volumes, snapshots, clones, files, GC.
-// Rights are checked here (access.ts), names and sizes here (names.ts); front ends only parse.
+// Rights are decided by access.ts, called once per operation through `authorize` here (which
+// loads only the facts a decision needs: none for the caller's own account); names and sizes are
+// checked here (names.ts); front ends only parse. Versions, sharing, groups and quotas: see
+// docs/http-api.md ("Sharing", "Versions", "Quotas").
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -10,19 +13,37 @@ import { topHash } from '../core/hash.js';
 import {
   batchCountMax,
   blockSizeBytes,
+  groupMembersMax,
+  groupsPerAccountMax,
   listingLimitMax,
   sectorSizeBytes,
   volumeBytesMax,
 } from '../core/limits.js';
 import type {
   EntryRow,
+  GroupRow,
   NewVolume,
   ObjectRow,
+  QuotaCheck,
+  ShareGrant,
   SnapshotRow,
   VolumeRow,
 } from '../metadata/metadata.js';
 import type { BlockIO } from '../pipeline/stage.js';
-import { checkAccount, checkSuperuser, checkUserAdmin } from './access.js';
+import {
+  accountAclOf,
+  authorize,
+  checkAuthenticated,
+  checkSuperuser,
+  checkUserAdmin,
+  type Facts,
+  factsNeeded,
+  isInsider,
+  namesGroups,
+  normalizeContainerAcl,
+  type Operation,
+  parseAccountAcl,
+} from './access.js';
 import type {
   AccountInfo,
   Atoll,
@@ -32,6 +53,7 @@ import type {
   CreateVolumeRequest,
   DeleteReport,
   GcReport,
+  GroupInfo,
   Hashmap,
   HashmapPut,
   Listed,
@@ -42,11 +64,16 @@ import type {
   ObjectPath,
   Principal,
   PutObjectOptions,
+  QuotaInfo,
+  ShareChange,
+  SharedObject,
+  Sharing,
   SloSegment,
   SloSegmentInput,
   SnapshotInfo,
   UpdateObjectOptions,
   UserInfo,
+  VersionInfo,
   VolumeInfo,
 } from './api.js';
 import { entriesFromRows } from './block-map.js';
@@ -198,18 +225,23 @@ export class AtollService implements Atoll {
 
   async accountInfo(caller: Principal, account: string): Promise<AccountInfo> {
     checkName('account', account);
-    checkAccount(caller, account, 'read');
+    await this.authorize(caller, 'account-read', account);
     const row = await this.ctx.metadata.getAccount(account);
     if (row === undefined) throw new StoreError('NOT_FOUND', `no account ${account}`);
     const stats = await this.ctx.metadata.accountStats(account);
-    return { account, createdMs: row.createdMs, meta: row.meta, ...stats };
+    // Swift shows the account ACL to those who may change it only.
+    const manager = await this.may(caller, 'account-manage', account);
+    const meta = manager ? row.meta : without(row.meta, [accountAclKey]);
+    return { account, createdMs: row.createdMs, meta, ...stats };
   }
 
   async updateAccountMeta(caller: Principal, account: string, changes: MetaRecord) {
     checkName('account', account);
-    checkAccount(caller, account, 'manage');
+    await this.authorize(caller, 'account-manage', account);
     const row = await this.ctx.metadata.getAccount(account);
     if (row === undefined) throw new StoreError('NOT_FOUND', `no account ${account}`);
+    const acl = changes[accountAclKey];
+    if (acl !== undefined && acl !== '') parseAccountAcl(acl);
     const meta = checkMeta(mergeMeta(row.meta, changes), 'account');
     await this.ctx.metadata.setAccountMeta(account, meta);
   }
@@ -220,7 +252,7 @@ export class AtollService implements Atoll {
     query: ListingQuery,
   ): Promise<Listed<ContainerInfo>[]> {
     checkName('account', account);
-    checkAccount(caller, account, 'read');
+    await this.authorize(caller, 'account-read', account);
     checkListing(query);
     return listPage(
       query,
@@ -232,7 +264,8 @@ export class AtollService implements Atoll {
   async createContainer(caller: Principal, account: string, container: string, meta: MetaRecord) {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'manage');
+    await this.authorize(caller, 'container-write', account, container);
+    meta = await this.checkContainerAcls(caller, account, container, meta);
     if (!(await this.ctx.metadata.accountExists(account))) {
       throw new StoreError('NOT_FOUND', `no account ${account}`);
     }
@@ -247,8 +280,31 @@ export class AtollService implements Atoll {
   async containerInfo(caller: Principal, account: string, container: string) {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'read');
-    return this.findContainer(account, container);
+    await this.authorize(caller, 'container-read', account, container);
+    const info = await this.findContainer(account, container);
+    // Swift shows container ACLs to those who may change them only.
+    if (await this.may(caller, 'container-acl', account, container)) return info;
+    return { ...info, meta: without(info.meta, containerAclKeys) };
+  }
+
+  /** Check and normalize X-Container-Read/Write in `changes` (changing them is for owners). */
+  private async checkContainerAcls(
+    caller: Principal,
+    account: string,
+    container: string,
+    changes: MetaRecord,
+  ): Promise<MetaRecord> {
+    if (!containerAclKeys.some((k) => changes[k] !== undefined)) return changes;
+    await this.authorize(caller, 'container-acl', account, container);
+    const out: Record<string, string> = { ...changes };
+    for (const key of containerAclKeys) {
+      const value = changes[key];
+      if (value === undefined || value === '') continue;
+      const kind = key === 'x-container-read' ? 'read' : 'write';
+      // An ACL that normalizes to nothing removes the header, as '' does.
+      out[key] = normalizeContainerAcl(value, kind);
+    }
+    return out;
   }
 
   async updateContainerMeta(
@@ -259,7 +315,8 @@ export class AtollService implements Atoll {
   ): Promise<void> {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'manage');
+    await this.authorize(caller, 'container-write', account, container);
+    changes = await this.checkContainerAcls(caller, account, container, changes);
     const row = await this.findContainer(account, container);
     const meta = checkMeta(mergeMeta(row.meta, changes), 'container');
     if (!(await this.ctx.metadata.setContainerMeta(account, container, meta))) {
@@ -270,7 +327,7 @@ export class AtollService implements Atoll {
   async deleteContainer(caller: Principal, account: string, container: string): Promise<void> {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'manage');
+    await this.authorize(caller, 'container-write', account, container);
     const outcome = await this.ctx.metadata.deleteContainer(account, container);
     if (outcome === 'missing') {
       throw new StoreError('NOT_FOUND', `no container ${container} in account ${account}`);
@@ -288,7 +345,7 @@ export class AtollService implements Atoll {
   ): Promise<Listed<ObjectInfo>[]> {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'read');
+    await this.authorize(caller, 'container-list', account, container);
     checkListing(query);
     await this.findContainer(account, container);
     const nowMs = this.ctx.nowMs();
@@ -313,6 +370,7 @@ export class AtollService implements Atoll {
   // ---- volumes ---------------------------------------------------------------------------------
 
   async createVolumes(caller: Principal, request: CreateVolumeRequest): Promise<VolumeInfo[]> {
+    checkAuthenticated(caller);
     const account = caller.account;
     checkName('volume', request.name);
     const count = request.count ?? 1;
@@ -328,7 +386,8 @@ export class AtollService implements Atoll {
     let origin: string | null = null;
     if (request.from !== undefined) {
       const from = request.from;
-      checkAccount(caller, from.account, 'read');
+      this.checkPath(from);
+      await this.authorizePath(caller, 'object-read', from);
       const object = await this.findObject(from);
       checkNotLarge(object);
       const parent = await this.ctx.maps.get(object.mapId);
@@ -374,6 +433,7 @@ export class AtollService implements Atoll {
   }
 
   async listVolumes(caller: Principal): Promise<VolumeInfo[]> {
+    checkAuthenticated(caller);
     const rows = await this.ctx.metadata.listVolumes(caller.account);
     const snapshots = await this.ctx.metadata.listSnapshots(caller.account);
     return Promise.all(rows.map((row) => this.volumeInfoOf(row, snapshots)));
@@ -415,7 +475,7 @@ export class AtollService implements Atoll {
   /** A file (snapshot, image, any object) as a read-only block device. */
   async openFile(caller: Principal, path: ObjectPath): Promise<BlockIO> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
+    await this.authorizePath(caller, 'object-read', path);
     const object = await this.findObject(path);
     checkNotLarge(object);
     return new FileIO(this.ctx, await this.ctx.maps.get(object.mapId), object.sizeBytes);
@@ -444,6 +504,7 @@ export class AtollService implements Atoll {
   }
 
   async listSnapshots(caller: Principal): Promise<SnapshotInfo[]> {
+    checkAuthenticated(caller);
     const rows = await this.ctx.metadata.listSnapshots(caller.account);
     return rows.map((row) => this.describeSnapshot(row));
   }
@@ -470,7 +531,8 @@ export class AtollService implements Atoll {
     options: PutObjectOptions = {},
   ): Promise<ObjectInfo> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
+    if (options.share !== undefined) await this.authorizePath(caller, 'object-share', path);
     this.checkWritableContainer(path);
     const meta = checkMeta(setOnly(options.meta ?? {}), 'object');
     if (options.manifest !== undefined) parseDloManifest(options.manifest);
@@ -478,6 +540,7 @@ export class AtollService implements Atoll {
       throw new StoreError('NOT_FOUND', `no account ${path.account}`);
     }
     if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
+    const quota = await this.quotaOf(path.account, options.expectedBytes);
     const stored = await storeStream(this.ctx.backend, this.ctx.guard, body);
     try {
       if (options.expectedMd5 !== undefined && options.expectedMd5 !== stored.md5) {
@@ -504,11 +567,35 @@ export class AtollService implements Atoll {
           deleteAtMs: options.deleteAtMs ?? null,
         },
         entries: stored.entries,
+        ...(quota === undefined ? {} : { quota }),
       });
+      if (options.share !== undefined) await this.applyShare(path, options.share);
       return describeObject(row);
     } finally {
       stored.release();
     }
+  }
+
+  /**
+   * The quota to enforce at commit for `account` (undefined: none). With `addBytes` known up
+   * front, an upload that cannot fit is refused before its body is read.
+   */
+  private async quotaOf(account: string, addBytes?: number): Promise<QuotaCheck | undefined> {
+    const bytesMax = await this.ctx.metadata.getQuota(account);
+    if (bytesMax === null) return undefined;
+    if (addBytes !== undefined && addBytes > 0) {
+      const used = await this.ctx.metadata.usedBytes(account);
+      if (used + addBytes > bytesMax) {
+        throw new StoreError(
+          'NO_SPACE',
+          `quota exceeded: account ${account} may hold ${bytesMax} bytes (objects and their ` +
+            `versions); it holds ${used} and this upload needs ${addBytes} more. Delete files ` +
+            'or ask for a larger quota',
+          { details: { quotaBytes: bytesMax, usedBytes: used } },
+        );
+      }
+    }
+    return { bytesMax };
   }
 
   async copyObject(
@@ -519,10 +606,13 @@ export class AtollService implements Atoll {
   ): Promise<ObjectInfo> {
     this.checkPath(from);
     this.checkPath(to);
-    checkAccount(caller, from.account, 'read');
-    checkAccount(caller, to.account, 'write');
+    await this.authorizePath(caller, 'object-read', from);
+    await this.authorizePath(caller, 'object-write', to);
     this.checkWritableContainer(to);
-    const source = await this.findObject(from);
+    const source =
+      options.fromVersion === undefined
+        ? await this.findObject(from)
+        : await this.findVersion(from, options.fromVersion);
     const base = options.fresh === true ? {} : source.meta;
     const meta = checkMeta(mergeMeta(base, options.meta ?? {}), 'object');
     const contentType = (options.contentType ?? source.contentType).slice(0, 256);
@@ -539,6 +629,7 @@ export class AtollService implements Atoll {
     if (!(await this.ctx.metadata.accountExists(to.account))) {
       throw new StoreError('NOT_FOUND', `no account ${to.account}`);
     }
+    const quota = await this.quotaOf(to.account, source.sizeBytes);
     // A map operation: the copy points at the source's frozen map, no block is read or written.
     const row = await this.ctx.metadata.putObjectOnMap(
       {
@@ -554,13 +645,14 @@ export class AtollService implements Atoll {
         deleteAtMs,
       },
       source.mapId,
+      quota,
     );
     return describeObject(row);
   }
 
   async updateObject(caller: Principal, path: ObjectPath, options: UpdateObjectOptions) {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
     this.checkWritableContainer(path);
     const row = await this.findObject(path);
     const meta = checkMeta(setOnly(options.meta), 'object');
@@ -586,12 +678,13 @@ export class AtollService implements Atoll {
     options: PutObjectOptions = {},
   ): Promise<ObjectInfo> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
     this.checkWritableContainer(path);
     const meta = checkMeta(setOnly(options.meta ?? {}), 'object');
     if (segments.length === 0) throw new StoreError('INVALID', 'a manifest needs segments');
     const slo = await buildSlo(this.ctx, path.account, segments);
     if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
+    const quota = await this.quotaOf(path.account, slo.sizeBytes);
     const row = await this.ctx.metadata.putObject({
       object: {
         account: path.account,
@@ -607,25 +700,26 @@ export class AtollService implements Atoll {
         deleteAtMs: options.deleteAtMs ?? null,
       },
       entries: [],
+      ...(quota === undefined ? {} : { quota }),
     });
     return describeObject(row);
   }
 
   async sloManifest(caller: Principal, path: ObjectPath): Promise<SloSegment[]> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
+    await this.authorizePath(caller, 'object-read', path);
     return storedSlo(await this.findObject(path));
   }
 
   async deleteSlo(caller: Principal, path: ObjectPath): Promise<DeleteReport> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
     const row = await this.findObject(path);
     let deleted = 0;
     let notFound = 0;
     for (const segment of storedSlo(row)) {
       const seg = segmentPath(path.account, segment.name);
-      checkAccount(caller, seg.account, 'write');
+      await this.authorizePath(caller, 'object-write', seg);
       if (await this.ctx.metadata.deleteObject(seg.account, seg.container, seg.name)) deleted++;
       else notFound++;
     }
@@ -633,10 +727,248 @@ export class AtollService implements Atoll {
     return { deleted: deleted + 1, notFound };
   }
 
-  async openContent(caller: Principal, path: ObjectPath): Promise<ObjectContent> {
+  async openContent(caller: Principal, path: ObjectPath, version?: number) {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
-    return this.contentOf(await this.findObject(path));
+    await this.authorizePath(caller, 'object-read', path);
+    const row =
+      version === undefined ? await this.findObject(path) : await this.findVersion(path, version);
+    const content = await this.contentOf(row);
+    if (!isInsider(caller, path.account) || version !== undefined) return content;
+    return { ...content, info: await this.withSharing(content.info) };
+  }
+
+  async listVersions(caller: Principal, path: ObjectPath): Promise<VersionInfo[]> {
+    this.checkPath(path);
+    await this.authorizePath(caller, 'object-read', path);
+    const current = await this.ctx.metadata.getObject(path.account, path.container, path.name);
+    const previous = await this.ctx.metadata.listVersions(path.account, path.container, path.name);
+    const live = current !== undefined && !expired(current, this.ctx.nowMs()) ? [current] : [];
+    if (live.length === 0 && previous.length === 0) {
+      throw new StoreError('NOT_FOUND', `no file ${formatPath(path)}`);
+    }
+    return [...live, ...previous].map((row) => ({
+      version: row.version,
+      sizeBytes: row.sizeBytes,
+      modifiedMs: row.modifiedMs,
+      hash: row.hash,
+      etag: row.etag,
+      contentType: row.contentType,
+      current: row === current,
+    }));
+  }
+
+  private async findVersion(path: ObjectPath, version: number): Promise<ObjectRow> {
+    if (!Number.isSafeInteger(version) || version < 0) {
+      throw new StoreError('INVALID', 'a version is a non-negative integer');
+    }
+    const row = await this.ctx.metadata.getVersion(
+      path.account,
+      path.container,
+      path.name,
+      version,
+    );
+    if (row === undefined) {
+      throw new StoreError('NOT_FOUND', `no version ${version} of ${formatPath(path)}`);
+    }
+    return row;
+  }
+
+  // ---- sharing and groups -----------------------------------------------------------------------
+
+  async shareObject(caller: Principal, path: ObjectPath, change: ShareChange): Promise<void> {
+    this.checkPath(path);
+    await this.authorizePath(caller, 'object-share', path);
+    await this.findObject(path);
+    await this.applyShare(path, change);
+  }
+
+  private async applyShare(path: ObjectPath, change: ShareChange): Promise<void> {
+    const grants: ShareGrant[] | undefined =
+      change.sharing === undefined
+        ? undefined
+        : [
+            ...change.sharing.read.map((grantee) => ({ grantee, write: false })),
+            ...change.sharing.write.map((grantee) => ({ grantee, write: true })),
+          ];
+    const ok = await this.ctx.metadata.setSharing(path.account, path.container, path.name, {
+      ...(grants === undefined ? {} : { grants }),
+      ...(change.public === undefined ? {} : { public: change.public }),
+    });
+    if (!ok) throw new StoreError('NOT_FOUND', `no file ${formatPath(path)}`);
+  }
+
+  private async withSharing(info: ObjectInfo): Promise<ObjectInfo> {
+    const grants = await this.ctx.metadata.getShares(info.account, info.container, info.name);
+    return { ...info, sharing: sharingOf(grants) };
+  }
+
+  async sharedWithMe(caller: Principal, limit: number): Promise<SharedObject[]> {
+    checkAuthenticated(caller);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > listingLimitMax) {
+      throw new StoreError('INVALID', `limit must be 1-${listingLimitMax}`);
+    }
+    const grantees = [caller.account, '*', ...(await this.ctx.metadata.groupsOf(caller.account))];
+    const rows = await this.ctx.metadata.sharedWith(
+      grantees,
+      caller.account,
+      this.ctx.nowMs(),
+      limit,
+    );
+    return rows.map(({ object, write }) => ({
+      account: object.account,
+      container: object.container,
+      name: object.name,
+      sizeBytes: object.sizeBytes,
+      contentType: object.contentType,
+      modifiedMs: object.modifiedMs,
+      hash: object.hash,
+      access: write ? 'write' : 'read',
+    }));
+  }
+
+  async setGroup(caller: Principal, name: string, members: readonly string[]) {
+    checkAuthenticated(caller);
+    checkName('group', name);
+    await this.authorize(caller, 'account-manage', caller.account);
+    if (!Array.isArray(members) || members.length > groupMembersMax) {
+      throw new StoreError('INVALID', `a group has at most ${groupMembersMax} members`);
+    }
+    const unique = [...new Set(members)].sort();
+    for (const member of unique) {
+      checkName('member account', member);
+      if (!(await this.ctx.metadata.accountExists(member))) {
+        throw new StoreError('NOT_FOUND', `no account ${member} (group members are accounts)`);
+      }
+    }
+    const existing = await this.ctx.metadata.getGroup(caller.account, name);
+    if (existing === undefined) {
+      const count = (await this.ctx.metadata.listGroups(caller.account)).length;
+      if (count >= groupsPerAccountMax) {
+        throw new StoreError('NO_SPACE', `an account owns at most ${groupsPerAccountMax} groups`);
+      }
+    }
+    const row: GroupRow = {
+      owner: caller.account,
+      name,
+      members: unique,
+      createdMs: existing?.createdMs ?? this.ctx.nowMs(),
+    };
+    await this.ctx.metadata.putGroup(row);
+    return describeGroup(row);
+  }
+
+  async listGroups(caller: Principal): Promise<GroupInfo[]> {
+    checkAuthenticated(caller);
+    return (await this.ctx.metadata.listGroups(caller.account)).map(describeGroup);
+  }
+
+  async getGroup(caller: Principal, name: string): Promise<GroupInfo> {
+    checkAuthenticated(caller);
+    checkName('group', name);
+    const row = await this.ctx.metadata.getGroup(caller.account, name);
+    if (row === undefined) throw new StoreError('NOT_FOUND', `no group ${name}`);
+    return describeGroup(row);
+  }
+
+  async deleteGroup(caller: Principal, name: string): Promise<void> {
+    checkAuthenticated(caller);
+    checkName('group', name);
+    await this.authorize(caller, 'account-manage', caller.account);
+    if (!(await this.ctx.metadata.deleteGroup(caller.account, name))) {
+      throw new StoreError('NOT_FOUND', `no group ${name}`);
+    }
+  }
+
+  // ---- quotas -----------------------------------------------------------------------------------
+
+  async setQuota(caller: Principal, account: string, bytesMax: number | null) {
+    checkSuperuser(caller, 'set quotas');
+    checkName('account', account);
+    if (bytesMax !== null && (!Number.isSafeInteger(bytesMax) || bytesMax < 0)) {
+      throw new StoreError('INVALID', 'a quota is a non-negative number of bytes, or null');
+    }
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    await this.ctx.metadata.setQuota(account, bytesMax);
+    return this.quotaInfo(caller, account);
+  }
+
+  async quotaInfo(caller: Principal, account: string): Promise<QuotaInfo> {
+    checkName('account', account);
+    await this.authorize(caller, 'account-read', account);
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    return {
+      account,
+      quotaBytes: await this.ctx.metadata.getQuota(account),
+      usedBytes: await this.ctx.metadata.usedBytes(account),
+    };
+  }
+
+  // ---- rights -----------------------------------------------------------------------------------
+
+  /** The one call per operation: access.ts decides, with the facts loaded here. */
+  private async authorize(
+    caller: Principal,
+    op: Operation,
+    account: string,
+    container?: string,
+    name?: string,
+  ): Promise<void> {
+    const facts = factsNeeded(caller, account)
+      ? await this.factsFor(caller, account, container, name)
+      : {};
+    authorize(caller, account, op, facts);
+  }
+
+  private authorizePath(caller: Principal, op: Operation, path: ObjectPath): Promise<void> {
+    return this.authorize(caller, op, path.account, path.container, path.name);
+  }
+
+  /** Whether `op` would be allowed (for showing ACL headers only to those who may set them). */
+  private async may(caller: Principal, op: Operation, account: string, container?: string) {
+    try {
+      await this.authorize(caller, op, account, container);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async factsFor(
+    caller: Principal,
+    account: string,
+    container: string | undefined,
+    name: string | undefined,
+  ): Promise<Facts> {
+    const meta = this.ctx.metadata;
+    const accountRow = caller.anonymous === true ? undefined : await meta.getAccount(account);
+    const facts: { -readonly [K in keyof Facts]: Facts[K] } = {
+      account: accountAclOf(accountRow?.meta[accountAclKey]),
+    };
+    if (container !== undefined) {
+      const row = await meta.getContainer(account, container);
+      facts.container =
+        row === undefined
+          ? null
+          : {
+              read: row.meta['x-container-read'] ?? null,
+              write: row.meta['x-container-write'] ?? null,
+            };
+    }
+    if (container !== undefined && name !== undefined) {
+      const row = await meta.getObject(account, container, name);
+      if (row !== undefined && !expired(row, this.ctx.nowMs())) {
+        const sharing = sharingOf(await meta.getShares(account, container, name));
+        facts.object = { sharing, public: row.public };
+        if (caller.anonymous !== true && namesGroups(sharing)) {
+          facts.groups = await meta.groupsOf(caller.account);
+        }
+      }
+    }
+    return facts;
   }
 
   private async contentOf(row: ObjectRow): Promise<ObjectContent> {
@@ -688,7 +1020,7 @@ export class AtollService implements Atoll {
 
   async getHashmap(caller: Principal, path: ObjectPath): Promise<Hashmap> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
+    await this.authorizePath(caller, 'object-read', path);
     const object = await this.findObject(path);
     checkNotLarge(object);
     const map = await this.ctx.maps.get(object.mapId);
@@ -698,12 +1030,13 @@ export class AtollService implements Atoll {
 
   async putHashmap(caller: Principal, path: ObjectPath, request: HashmapPut): Promise<ObjectInfo> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
     this.checkWritableContainer(path);
     const entries = checkHashmap(request.bytes, request.hashes);
     if (request.md5 !== undefined && !/^[0-9a-f]{32}$/.test(request.md5)) {
       throw new StoreError('INVALID', 'md5 must be 32 lowercase hex digits');
     }
+    const quota = await this.quotaOf(path.account, request.bytes);
     const { missing, release } = await holdBlocks(this.ctx, entries);
     try {
       if (missing.length > 0) {
@@ -724,6 +1057,7 @@ export class AtollService implements Atoll {
           modifiedMs: this.ctx.nowMs(),
         },
         entries,
+        ...(quota === undefined ? {} : { quota }),
       });
       return describeObject(row);
     } finally {
@@ -739,7 +1073,7 @@ export class AtollService implements Atoll {
   ): Promise<string[]> {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'write');
+    await this.authorize(caller, 'blocks-upload', account, container);
     return storeBlocks(this.ctx, body);
   }
 
@@ -754,13 +1088,14 @@ export class AtollService implements Atoll {
 
   async getObject(caller: Principal, path: ObjectPath): Promise<ObjectInfo> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
-    return describeObject(await this.findObject(path));
+    await this.authorizePath(caller, 'object-read', path);
+    const info = describeObject(await this.findObject(path));
+    return isInsider(caller, path.account) ? this.withSharing(info) : info;
   }
 
   async readObject(caller: Principal, path: ObjectPath, offsetBytes: number, lengthBytes: number) {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'read');
+    await this.authorizePath(caller, 'object-read', path);
     const object = await this.findObject(path);
     if (object.manifest !== null || object.slo !== null) {
       return (await this.contentOf(object)).read(offsetBytes, lengthBytes);
@@ -788,7 +1123,7 @@ export class AtollService implements Atoll {
   async listObjects(caller: Principal, account: string, container: string, prefix = '') {
     checkName('account', account);
     checkName('container', container);
-    checkAccount(caller, account, 'read');
+    await this.authorize(caller, 'container-list', account, container);
     if (!(await this.ctx.metadata.containerExists(account, container))) {
       throw new StoreError('NOT_FOUND', `no container ${container} in account ${account}`);
     }
@@ -798,18 +1133,19 @@ export class AtollService implements Atoll {
 
   async listContainers(caller: Principal, account: string): Promise<string[]> {
     checkName('account', account);
-    checkAccount(caller, account, 'read');
+    await this.authorize(caller, 'account-read', account);
     return this.ctx.metadata.listContainers(account);
   }
 
   async deleteObject(caller: Principal, path: ObjectPath): Promise<void> {
     this.checkPath(path);
-    checkAccount(caller, path.account, 'write');
+    await this.authorizePath(caller, 'object-write', path);
     const deleted = await this.ctx.metadata.deleteObject(path.account, path.container, path.name);
     if (!deleted) throw new StoreError('NOT_FOUND', `no file ${formatPath(path)}`);
   }
 
   async resolvePath(caller: Principal, text: string): Promise<ObjectPath> {
+    checkAuthenticated(caller);
     if (typeof text !== 'string' || text.length === 0 || text.length > 2048) {
       throw new StoreError('INVALID', 'a path is CONTAINER/PATH or /ACCOUNT/CONTAINER/PATH');
     }
@@ -908,6 +1244,7 @@ export class AtollService implements Atoll {
   }
 
   private async findVolume(caller: Principal, name: string): Promise<VolumeRow> {
+    checkAuthenticated(caller);
     checkName('volume', name);
     const row = await this.ctx.metadata.getVolume(caller.account, name);
     if (row === undefined) throw new StoreError('NOT_FOUND', `no volume ${name}`);
@@ -998,8 +1335,31 @@ export class AtollService implements Atoll {
   }
 }
 
+const accountAclKey = 'x-account-access-control';
+const containerAclKeys = ['x-container-read', 'x-container-write'] as const;
+
+function without(meta: MetaRecord, keys: readonly string[]): MetaRecord {
+  if (!keys.some((k) => k in meta)) return meta;
+  const out: Record<string, string> = { ...meta };
+  for (const k of keys) delete out[k];
+  return out;
+}
+
+function sharingOf(grants: readonly ShareGrant[]): Sharing {
+  return {
+    read: grants.filter((g) => !g.write).map((g) => g.grantee),
+    write: grants.filter((g) => g.write).map((g) => g.grantee),
+  };
+}
+
+function describeGroup(row: GroupRow): GroupInfo {
+  return { owner: row.owner, name: row.name, members: row.members, createdMs: row.createdMs };
+}
+
 function describeObject(row: ObjectRow): ObjectInfo {
   return {
+    version: row.version,
+    public: row.public,
     meta: row.meta,
     manifest: row.manifest,
     slo: row.slo !== null,

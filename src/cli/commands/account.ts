@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // `atoll account create NAME [--key KEY]`: prints the new account's token (admin only). With a
 // key the account also gets the admin user NAME:NAME for Swift v1 auth.
+// `atoll account quota NAME [SIZE|none]`: see sharing.ts.
 import type { Command } from 'commander';
 import { AtollClient } from '../client.js';
+import { registerQuota } from './sharing.js';
 
 export function registerAccount(program: Command): void {
   const account = program.command('account').description('manage accounts');
@@ -20,4 +22,5 @@ export function registerAccount(program: Command): void {
       );
       process.stdout.write(`${created.token}\n`);
     });
+  registerQuota(account);
 }

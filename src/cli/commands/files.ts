@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // Files: `atoll put LOCAL CONTAINER/PATH`, `atoll get [ACCOUNT/]CONTAINER/PATH LOCAL`,
-// `atoll ls [PATH]`, `atoll rm PATH`. Object paths are resolved by the server (GET /api/resolve)
-// so the CLI and the server agree: `CONTAINER/PATH` is in your account, `/ACCOUNT/CONTAINER/PATH`
-// is absolute, and `ACCOUNT/CONTAINER/PATH` means another account only when you have no
-// container named ACCOUNT (your own containers win). Bodies are streamed both ways.
+// `atoll ls [PATH]` (`--shared`: what others share with you), `atoll rm PATH`. Object paths
+// are resolved by the server (GET /api/resolve) so the CLI and the server agree:
+// `CONTAINER/PATH` is in your account, `/ACCOUNT/CONTAINER/PATH` is absolute, and
+// `ACCOUNT/CONTAINER/PATH` means another account only when you have no container named ACCOUNT
+// (your own containers win). Bodies are streamed both ways.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
-import type { Principal } from '../../store/api.js';
+import type { Principal, SharedObject } from '../../store/api.js';
 import { AtollClient, objectUrl } from '../client.js';
 import { LocalFileError, UsageError } from '../errors.js';
 import { printJson } from '../output.js';
@@ -40,7 +41,10 @@ export function registerFiles(program: Command): void {
     .description('list containers (no PATH) or the files of CONTAINER[/PREFIX]')
     .argument('[PATH]', 'CONTAINER, CONTAINER/PREFIX, /ACCOUNT or /ACCOUNT/CONTAINER/PREFIX')
     .option('--json', 'print JSON')
-    .action(async (text: string | undefined, options: { json?: boolean }) => ls(text, options));
+    .option('--shared', 'list files other accounts share with you (as /ACCOUNT/CONTAINER/PATH)')
+    .action(async (text: string | undefined, options: { json?: boolean; shared?: boolean }) =>
+      options.shared === true ? lsShared(options) : ls(text, options),
+    );
 
   program
     .command('rm')
@@ -87,6 +91,18 @@ async function get(text: string, local: string): Promise<void> {
   } catch (err) {
     await unlink(partial).catch(() => undefined);
     throw new LocalFileError(local, err);
+  }
+}
+
+/** `ls --shared`: GET /api/shared; `access` says read or write. */
+async function lsShared(options: { json?: boolean }): Promise<void> {
+  const { objects } = await AtollClient.fromEnv().json<{ objects: SharedObject[] }>(
+    'GET',
+    '/api/shared',
+  );
+  if (options.json === true) return printJson(objects);
+  for (const o of objects) {
+    process.stdout.write(`/${o.account}/${o.container}/${o.name} ${o.access}\n`);
   }
 }
 

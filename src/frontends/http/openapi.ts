@@ -35,6 +35,23 @@ const common = [401, 400];
 const volumeOp = [...common, 403, 404];
 
 const schemas = {
+  Group: {
+    type: 'object',
+    properties: {
+      owner: { type: 'string' },
+      name: { type: 'string' },
+      members: { type: 'array', items: { type: 'string' } },
+      createdMs: { type: 'integer' },
+    },
+  },
+  Quota: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      quotaBytes: { type: 'integer', nullable: true },
+      usedBytes: { type: 'integer' },
+    },
+  },
   Name: {
     type: 'string',
     minLength: 1,
@@ -352,6 +369,63 @@ const paths = {
       summary: 'Resolve a user-typed path (CONTAINER/PATH, /ACCOUNT/CONTAINER/PATH, ...)',
       parameters: [{ name: 'path', in: 'query', required: true, schema: { type: 'string' } }],
       responses: { 200: ok('Path', ref('ObjectPath')), ...errors(...common, 404) },
+    },
+  },
+  '/api/shared': {
+    get: {
+      summary: 'Objects other accounts share with the caller (X-Object-Sharing)',
+      parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer' } }],
+      responses: {
+        200: ok('Shared objects', {
+          type: 'object',
+          properties: { objects: { type: 'array', items: { type: 'object' } } },
+        }),
+        ...errors(...common),
+      },
+    },
+  },
+  '/api/groups': {
+    get: {
+      summary: "The caller's groups",
+      responses: {
+        200: ok('Groups', {
+          type: 'object',
+          properties: { groups: { type: 'array', items: ref('Group') } },
+        }),
+        ...errors(...common),
+      },
+    },
+  },
+  '/api/groups/{name}': {
+    parameters: [{ ...volumeName, description: 'Group name' }],
+    get: { summary: 'One group', responses: { 200: ok('Group', ref('Group')), ...errors(404) } },
+    put: {
+      summary: 'Create or replace a group of accounts (account admins)',
+      requestBody: json({
+        type: 'object',
+        required: ['members'],
+        additionalProperties: false,
+        properties: { members: { type: 'array', items: ref('Name') } },
+      }),
+      responses: { 200: ok('Group', ref('Group')), ...errors(...volumeOp) },
+    },
+    delete: { summary: 'Delete a group', responses: { 204: noContent, ...errors(...volumeOp) } },
+  },
+  '/api/accounts/{account}/quota': {
+    parameters: [{ ...volumeName, name: 'account', description: 'Account name' }],
+    get: {
+      summary: 'Quota and usage (objects and their versions, in bytes)',
+      responses: { 200: ok('Quota', ref('Quota')), ...errors(...volumeOp) },
+    },
+    put: {
+      summary: 'Set or remove (null) the quota (superusers only)',
+      requestBody: json({
+        type: 'object',
+        required: ['quotaBytes'],
+        additionalProperties: false,
+        properties: { quotaBytes: { type: 'integer', minimum: 0, nullable: true } },
+      }),
+      responses: { 200: ok('Quota', ref('Quota')), ...errors(...volumeOp) },
     },
   },
   '/api/openapi.json': {

@@ -5,20 +5,23 @@
 //   /auth/v1.0, /info                    public: Swift v1 auth and capabilities
 //   /api/...  JSON (≤ jsonBodyBytesMax) and volume data (octet-stream, ≤ ioRequestBytesMax,
 //             buffered by a content-type parser)
-//   /v1/...   Swift-shaped files; bodies are the raw request stream ('*' parser, not buffered)
+//   /v1/...   Swift-shaped files; bodies are the raw request stream ('*' parser, not buffered);
+//             no token = the anonymous caller
+//   /public/ACCOUNT/CONTAINER/NAME   GET/HEAD of a public object, never needs a token
 //
 // Each group is its own fastify plugin so its content-type parsers stay inside it. Every
 // authenticated group checks the token in `onRequest`, before any body is read.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { destination, type Logger, pino } from 'pino';
 import { ioRequestBytesMax, jsonBodyBytesMax, objectNameBytesMax } from '../../core/limits.js';
-import type { Atoll } from '../../store/api.js';
-import { principalOf } from './auth.js';
+import { type Atoll, anonymousPrincipal } from '../../store/api.js';
+import { optionalPrincipalOf, principalOf } from './auth.js';
 import { installErrorHandlers, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/accounts.js';
 import { gcRoutes } from './routes/gc.js';
 import { objectRoutes } from './routes/objects.js';
+import { sharingRoutes } from './routes/sharing.js';
 import { snapshotRoutes } from './routes/snapshots.js';
 import { swiftPublicRoutes } from './routes/swift-auth.js';
 import { volumeDataRoutes } from './routes/volume-data.js';
@@ -72,10 +75,10 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
   swiftPublicRoutes(app, atoll);
 
   app.register(async (authenticated) => {
-    authenticated.addHook('onRequest', async (request) => {
-      request.atollPrincipal = await principalOf(atoll, request);
-    });
     authenticated.register(async (api) => {
+      api.addHook('onRequest', async (request) => {
+        request.atollPrincipal = await principalOf(atoll, request);
+      });
       api.addContentTypeParser(
         'application/octet-stream',
         { parseAs: 'buffer', bodyLimit: ioRequestBytesMax },
@@ -86,8 +89,18 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
       volumeDataRoutes(api, atoll);
       snapshotRoutes(api, atoll);
       gcRoutes(api, atoll);
+      sharingRoutes(api, atoll);
     });
-    authenticated.register(async (objects) => objectRoutes(objects, atoll));
+    // /v1 and /public: a missing token is the anonymous caller (the store decides what it gets).
+    authenticated.register(async (objects) => {
+      objects.addHook('onRequest', async (request) => {
+        // The public URL ignores tokens altogether: a stale one must not break a public link.
+        request.atollPrincipal = request.url.startsWith('/public/')
+          ? anonymousPrincipal
+          : await optionalPrincipalOf(atoll, request);
+      });
+      objectRoutes(objects, atoll);
+    });
   });
   return app;
 }

@@ -6,6 +6,12 @@
 // tokens live 24 h); account, container and object metadata as JSON text; per-container object
 // count and bytes kept by triggers, so HEAD and account listings never scan objects; large
 // object manifests (DLO prefix, SLO segment list) and X-Delete-At on objects.
+//
+// 3 (sharing, versions, quotas): groups of accounts owned by an account; per-object grants
+// (X-Object-Sharing) keyed by the object's path, so they survive overwrites and go with a DELETE
+// (ON DELETE CASCADE); a public flag; version numbers from one counter (`counters`), previous
+// versions as rows pointing at their old frozen map (no data copied; GC treats them as map
+// roots); a quota per account (NULL: none).
 
 export const migrations: readonly string[] = [
   `
@@ -120,5 +126,56 @@ export const migrations: readonly string[] = [
     UPDATE containers SET bytes_used = bytes_used - OLD.size_bytes + NEW.size_bytes
     WHERE account = NEW.account AND name = NEW.container;
   END;
+  `,
+  `
+  CREATE TABLE groups (
+    owner TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, name)
+  );
+  CREATE TABLE group_members (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    member TEXT NOT NULL,
+    PRIMARY KEY (owner, name, member),
+    FOREIGN KEY (owner, name) REFERENCES groups(owner, name) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX group_members_member ON group_members(member);
+  CREATE TABLE object_shares (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    name TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    write INTEGER NOT NULL,
+    PRIMARY KEY (account, container, name, grantee),
+    FOREIGN KEY (account, container, name) REFERENCES objects(account, container, name)
+      ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX object_shares_grantee ON object_shares(grantee);
+  ALTER TABLE objects ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE objects ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+  UPDATE objects SET version = rowid;
+  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+  INSERT INTO counters(name, value)
+    VALUES ('version', (SELECT COALESCE(MAX(rowid), 0) FROM objects));
+  CREATE TABLE object_versions (
+    version INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    name TEXT NOT NULL,
+    map_id INTEGER NOT NULL REFERENCES maps(id),
+    size_bytes INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}',
+    manifest TEXT,
+    slo TEXT
+  );
+  CREATE INDEX object_versions_path ON object_versions(account, container, name, version);
+  CREATE INDEX object_versions_map ON object_versions(map_id);
+  ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER;
   `,
 ];

@@ -10,12 +10,14 @@ import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
 import { zeroBlockHash } from '../../core/hash.js';
+import { objectVersionsMax } from '../../core/limits.js';
 import type {
   AccountRow,
   AccountStats,
   ContainerRow,
   EntryKindCode,
   EntryRow,
+  GroupRow,
   MapRow,
   Metadata,
   NameRange,
@@ -24,6 +26,9 @@ import type {
   NewVolume,
   ObjectMetaUpdate,
   ObjectRow,
+  QuotaCheck,
+  SharedObjectRow,
+  ShareGrant,
   SnapshotRow,
   TokenRow,
   UserRow,
@@ -127,6 +132,9 @@ function toObject(r: Row): ObjectRow {
     hash: str(r.hash),
     etag: str(r.etag),
     modifiedMs: num(r.modified_ms),
+    version: num(r.version),
+    // Previous versions have no public column: they are never public.
+    public: r.public !== undefined && num(r.public) === 1,
   };
 }
 function toSnapshot(r: Row): SnapshotRow {
@@ -391,7 +399,8 @@ export class SqliteMetadata implements Metadata {
     const rows = this.db
       .prepare(
         `SELECT * FROM maps WHERE frozen = 1 AND hashed = 0
-           AND (id IN (SELECT map_id FROM objects) OR id IN (SELECT parent_id FROM maps))
+           AND (id IN (SELECT map_id FROM objects) OR id IN (SELECT parent_id FROM maps)
+             OR id IN (SELECT map_id FROM object_versions))
          ORDER BY id`,
       )
       .all() as Row[];
@@ -414,6 +423,7 @@ export class SqliteMetadata implements Metadata {
       this.db.prepare('DELETE FROM map_entries WHERE map_id = ?').run(mapId);
       for (const e of entries) insert.run(mapId, e.idx, e.kind, e.ref);
       this.db.prepare('UPDATE objects SET hash = ? WHERE map_id = ?').run(topHash, mapId);
+      this.db.prepare('UPDATE object_versions SET hash = ? WHERE map_id = ?').run(topHash, mapId);
       this.db
         .prepare('UPDATE snapshots SET blocks_hashed = blocks_total WHERE map_id = ?')
         .run(mapId);
@@ -471,9 +481,17 @@ export class SqliteMetadata implements Metadata {
         this.db
           .prepare(
             `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type,
-               hash, etag, modified_ms) VALUES (?, 'snapshots', ?, ?, ?, ?, '', '', ?)`,
+               hash, etag, modified_ms, version) VALUES (?, 'snapshots', ?, ?, ?, ?, '', '', ?, ?)`,
           )
-          .run(s.account, s.name, mapId, s.sizeBytes, request.contentType, s.createdMs);
+          .run(
+            s.account,
+            s.name,
+            mapId,
+            s.sizeBytes,
+            request.contentType,
+            s.createdMs,
+            this.nextVersion(),
+          );
         this.db
           .prepare(
             `INSERT INTO snapshots(account, name, volume_id, volume_name, map_id, size_bytes,
@@ -546,12 +564,54 @@ export class SqliteMetadata implements Metadata {
       this.db
         .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
         .run(o.account, o.name, o.container);
-      return this.upsertObject(o, mapId);
+      return this.upsertObject(o, mapId, request.quota);
     });
   }
 
+  private nextVersion(): number {
+    const r = this.db
+      .prepare("UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value")
+      .get() as Row;
+    return num(r.value);
+  }
+
+  /** Bytes of an account's objects and previous versions (inside a transaction). */
+  private usedBytesNow(account: string): number {
+    const r = this.db
+      .prepare(
+        `SELECT (SELECT COALESCE(SUM(bytes_used), 0) FROM containers WHERE account = ?)
+           + (SELECT COALESCE(SUM(size_bytes), 0) FROM object_versions WHERE account = ?) AS n`,
+      )
+      .get(account, account) as Row;
+    return num(r.n);
+  }
+
   /** Insert or replace an object row pointing at `mapId` (inside a transaction). */
-  private upsertObject(o: NewObject['object'], mapId: number): ObjectRow {
+  private upsertObject(o: NewObject['object'], mapId: number, quota?: QuotaCheck): ObjectRow {
+    const usedBefore = quota === undefined ? 0 : this.usedBytesNow(o.account);
+    const path = [o.account, o.container, o.name] as const;
+    const current = this.db
+      .prepare('SELECT public FROM objects WHERE account = ? AND container = ? AND name = ?')
+      .get(...path) as Row | undefined;
+    if (current !== undefined) {
+      // The replaced object stays as a previous version: a row pointing at its frozen map.
+      this.db
+        .prepare(
+          `INSERT INTO object_versions(version, account, container, name, map_id, size_bytes,
+             content_type, hash, etag, modified_ms, meta, manifest, slo)
+           SELECT version, account, container, name, map_id, size_bytes, content_type, hash,
+             etag, modified_ms, meta, manifest, slo
+           FROM objects WHERE account = ? AND container = ? AND name = ?`,
+        )
+        .run(...path);
+      this.db
+        .prepare(
+          `DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?
+             AND version NOT IN (SELECT version FROM object_versions
+               WHERE account = ? AND container = ? AND name = ? ORDER BY version DESC LIMIT ?)`,
+        )
+        .run(...path, ...path, objectVersionsMax);
+    }
     const row: ObjectRow = {
       ...o,
       mapId,
@@ -559,13 +619,16 @@ export class SqliteMetadata implements Metadata {
       manifest: o.manifest ?? null,
       slo: o.slo ?? null,
       deleteAtMs: o.deleteAtMs ?? null,
+      version: this.nextVersion(),
+      public: current !== undefined && num(current.public) === 1,
     };
     this.db
       .prepare(
         `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
-           etag, modified_ms, meta, manifest, slo, delete_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           etag, modified_ms, meta, manifest, slo, delete_at_ms, version)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(account, container, name) DO UPDATE SET map_id = excluded.map_id,
+           version = excluded.version,
            size_bytes = excluded.size_bytes, content_type = excluded.content_type,
            hash = excluded.hash, etag = excluded.etag, modified_ms = excluded.modified_ms,
            meta = excluded.meta, manifest = excluded.manifest, slo = excluded.slo,
@@ -585,11 +648,29 @@ export class SqliteMetadata implements Metadata {
         row.manifest,
         row.slo,
         row.deleteAtMs,
+        row.version,
       );
+    if (quota !== undefined) {
+      const used = this.usedBytesNow(o.account);
+      // Refuse only what adds bytes: an account over a lowered quota may still shrink.
+      if (used > quota.bytesMax && used > usedBefore) {
+        throw new StoreError(
+          'NO_SPACE',
+          `quota exceeded: account ${o.account} may hold ${quota.bytesMax} bytes ` +
+            `(objects and their versions); it holds ${usedBefore} and this upload needs ` +
+            `${used - usedBefore} more. Delete files or ask for a larger quota`,
+          { details: { quotaBytes: quota.bytesMax, usedBytes: usedBefore } },
+        );
+      }
+    }
     return row;
   }
 
-  async putObjectOnMap(object: NewObject['object'], mapId: number): Promise<ObjectRow> {
+  async putObjectOnMap(
+    object: NewObject['object'],
+    mapId: number,
+    quota?: QuotaCheck,
+  ): Promise<ObjectRow> {
     return this.durable(() => {
       const map = this.db.prepare('SELECT frozen FROM maps WHERE id = ?').get(mapId) as
         | Row
@@ -604,7 +685,7 @@ export class SqliteMetadata implements Metadata {
       this.db
         .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
         .run(object.account, object.name, object.container);
-      return this.upsertObject(object, mapId);
+      return this.upsertObject(object, mapId, quota);
     });
   }
 
@@ -753,11 +834,176 @@ export class SqliteMetadata implements Metadata {
       const changes = this.db
         .prepare('DELETE FROM objects WHERE account = ? AND container = ? AND name = ?')
         .run(account, container, name).changes;
+      // DELETE drops the history too (documented): its maps become garbage.
+      this.db
+        .prepare('DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?')
+        .run(account, container, name);
       if (container === 'snapshots') {
         this.db.prepare('DELETE FROM snapshots WHERE account = ? AND name = ?').run(account, name);
       }
       return changes === 1;
     })();
+  }
+
+  async listVersions(account: string, container: string, name: string): Promise<ObjectRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM object_versions WHERE account = ? AND container = ? AND name = ?
+         ORDER BY version DESC`,
+      )
+      .all(account, container, name) as Row[];
+    return rows.map(toObject);
+  }
+
+  async getVersion(account: string, container: string, name: string, version: number) {
+    const path = [account, container, name, version] as const;
+    const r = (this.db
+      .prepare(
+        'SELECT * FROM objects WHERE account = ? AND container = ? AND name = ? AND version = ?',
+      )
+      .get(...path) ??
+      this.db
+        .prepare(
+          `SELECT * FROM object_versions
+           WHERE account = ? AND container = ? AND name = ? AND version = ?`,
+        )
+        .get(...path)) as Row | undefined;
+    return r === undefined ? undefined : toObject(r);
+  }
+
+  async getShares(account: string, container: string, name: string): Promise<ShareGrant[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT grantee, write FROM object_shares WHERE account = ? AND container = ? AND name = ?
+         ORDER BY grantee`,
+      )
+      .all(account, container, name) as Row[];
+    return rows.map((r) => ({ grantee: str(r.grantee), write: num(r.write) === 1 }));
+  }
+
+  async setSharing(
+    account: string,
+    container: string,
+    name: string,
+    change: { readonly grants?: readonly ShareGrant[]; readonly public?: boolean },
+  ): Promise<boolean> {
+    return this.db.transaction(() => {
+      const exists = this.db
+        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?')
+        .get(account, container, name);
+      if (exists === undefined) return false;
+      if (change.grants !== undefined) {
+        this.db
+          .prepare('DELETE FROM object_shares WHERE account = ? AND container = ? AND name = ?')
+          .run(account, container, name);
+        const insert = this.db.prepare(
+          `INSERT OR REPLACE INTO object_shares(account, container, name, grantee, write)
+           VALUES (?, ?, ?, ?, ?)`,
+        );
+        for (const g of change.grants) insert.run(account, container, name, g.grantee, +g.write);
+      }
+      if (change.public !== undefined) {
+        this.db
+          .prepare('UPDATE objects SET public = ? WHERE account = ? AND container = ? AND name = ?')
+          .run(+change.public, account, container, name);
+      }
+      return true;
+    })();
+  }
+
+  async sharedWith(
+    grantees: readonly string[],
+    exceptAccount: string,
+    nowMs: number,
+    limit: number,
+  ): Promise<SharedObjectRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT o.*, MAX(s.write) AS share_write FROM object_shares s
+           JOIN objects o ON o.account = s.account AND o.container = s.container
+             AND o.name = s.name
+         WHERE s.grantee IN (SELECT value FROM json_each(?)) AND s.account != ?
+           AND (o.delete_at_ms IS NULL OR o.delete_at_ms > ?)
+         GROUP BY o.account, o.container, o.name
+         ORDER BY o.account, o.container, o.name LIMIT ?`,
+      )
+      .all(JSON.stringify(grantees), exceptAccount, nowMs, limit) as Row[];
+    return rows.map((r) => ({ object: toObject(r), write: num(r.share_write) === 1 }));
+  }
+
+  async putGroup(group: GroupRow): Promise<void> {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO groups(owner, name, created_ms) VALUES (?, ?, ?)
+           ON CONFLICT(owner, name) DO NOTHING`,
+        )
+        .run(group.owner, group.name, group.createdMs);
+      this.db
+        .prepare('DELETE FROM group_members WHERE owner = ? AND name = ?')
+        .run(group.owner, group.name);
+      const insert = this.db.prepare(
+        'INSERT OR IGNORE INTO group_members(owner, name, member) VALUES (?, ?, ?)',
+      );
+      for (const m of group.members) insert.run(group.owner, group.name, m);
+    })();
+  }
+
+  async getGroup(owner: string, name: string): Promise<GroupRow | undefined> {
+    return (await this.groupRows(owner, name))[0];
+  }
+
+  async listGroups(owner: string): Promise<GroupRow[]> {
+    return this.groupRows(owner, undefined);
+  }
+
+  private async groupRows(owner: string, name: string | undefined): Promise<GroupRow[]> {
+    const groups = this.db
+      .prepare(
+        `SELECT name, created_ms FROM groups
+         WHERE owner = ?${name === undefined ? '' : ' AND name = ?'}
+         ORDER BY name`,
+      )
+      .all(...(name === undefined ? [owner] : [owner, name])) as Row[];
+    const members = this.db.prepare(
+      'SELECT member FROM group_members WHERE owner = ? AND name = ? ORDER BY member',
+    );
+    return groups.map((g) => ({
+      owner,
+      name: str(g.name),
+      createdMs: num(g.created_ms),
+      members: (members.raw().all(owner, str(g.name)) as [string][]).map(([m]) => m),
+    }));
+  }
+
+  async deleteGroup(owner: string, name: string): Promise<boolean> {
+    return (
+      this.db.prepare('DELETE FROM groups WHERE owner = ? AND name = ?').run(owner, name)
+        .changes === 1
+    );
+  }
+
+  async groupsOf(member: string): Promise<string[]> {
+    const rows = this.db
+      .prepare("SELECT owner || ':' || name FROM group_members WHERE member = ? ORDER BY 1")
+      .raw()
+      .all(member) as [string][];
+    return rows.map(([g]) => g);
+  }
+
+  async getQuota(account: string): Promise<number | null> {
+    const r = this.db.prepare('SELECT quota_bytes FROM accounts WHERE name = ?').get(account) as
+      | Row
+      | undefined;
+    return r === undefined ? null : optNum(r.quota_bytes);
+  }
+
+  async setQuota(account: string, bytesMax: number | null): Promise<void> {
+    this.db.prepare('UPDATE accounts SET quota_bytes = ? WHERE name = ?').run(bytesMax, account);
+  }
+
+  async usedBytes(account: string): Promise<number> {
+    return this.usedBytesNow(account);
   }
 
   async deleteDeadMaps(): Promise<number> {
@@ -769,6 +1015,7 @@ export class SqliteMetadata implements Metadata {
         DELETE FROM live_maps;
         WITH RECURSIVE live(id) AS (
           SELECT map_id FROM volumes UNION SELECT map_id FROM objects
+          UNION SELECT map_id FROM object_versions
           UNION SELECT m.parent_id FROM maps m JOIN live ON m.id = live.id
             WHERE m.parent_id IS NOT NULL
         ) INSERT INTO live_maps SELECT id FROM live;

@@ -12,6 +12,13 @@ import type { MetaRecord } from '../../../store/api.js';
 
 type Kind = 'account' | 'container' | 'object';
 
+/** ACL headers stored with the metadata of accounts and containers ('' removes). */
+const aclHeaders: Readonly<Record<Kind, readonly string[]>> = {
+  account: ['x-account-access-control'],
+  container: ['x-container-read', 'x-container-write'],
+  object: [],
+};
+
 /** Other object headers Swift stores with the object and returns on GET/HEAD. */
 const storedObjectHeaders = ['content-disposition', 'content-encoding', 'x-object-manifest'];
 
@@ -39,6 +46,11 @@ export function metaChanges(request: FastifyRequest, kind: Kind): Record<string,
     else if (name.startsWith(removePrefix)) {
       changes[`${prefix}${name.slice(removePrefix.length)}`] = '';
     }
+  }
+  for (const name of aclHeaders[kind]) {
+    const value = headerText(request, name);
+    if (value !== undefined) changes[name] = value.trim();
+    if (headerText(request, `x-remove-${name.slice(2)}`) !== undefined) changes[name] = '';
   }
   if (kind === 'object') {
     for (const name of storedObjectHeaders.slice(0, 2)) {

@@ -9,20 +9,28 @@
 //   POST    replaces metadata (and Content-Type, X-Delete-At)
 //   DELETE  ?multipart-manifest=delete also deletes an SLO's segments
 //   COPY    Destination: CONTAINER/NAME (Destination-Account optional)
+// Pithos+ extensions: X-Object-Sharing and X-Object-Public on PUT and POST (a POST carrying only
+// those changes nothing else); `?version=list` (JSON), `?version=ID` on GET/HEAD, restore by
+// `POST ?restore=ID` or PUT with X-Copy-From + X-Copy-From-Version. GET/HEAD of
+// /public/ACCOUNT/CONTAINER/NAME serve public objects to anyone (404 for any other object).
 // Copies are map operations in the store: the new object shares the source's blocks.
 import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { StoreError } from '../../../core/errors.js';
+import { isStoreError, StoreError } from '../../../core/errors.js';
 import { objectBytesMax, sloSegmentsMax } from '../../../core/limits.js';
-import type {
-  Atoll,
-  CopyObjectOptions,
-  ObjectContent,
-  ObjectInfo,
-  ObjectPath,
-  PutObjectOptions,
+import { formatSharing, parseSharing } from '../../../store/access.js';
+import {
+  type Atoll,
+  anonymousPrincipal,
+  type CopyObjectOptions,
+  type ObjectContent,
+  type ObjectInfo,
+  type ObjectPath,
+  type Principal,
+  type PutObjectOptions,
+  type ShareChange,
 } from '../../../store/api.js';
 import { callerOf } from '../auth.js';
 import { evaluate } from '../conditional.js';
@@ -67,11 +75,52 @@ function queryParam(request: FastifyRequest, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** X-Object-Sharing / X-Object-Public of a request, undefined when neither was sent. */
+function shareChangeOf(request: FastifyRequest): ShareChange | undefined {
+  const sharing = header(request, 'x-object-sharing');
+  const published = header(request, 'x-object-public');
+  if (sharing === undefined && published === undefined) return undefined;
+  let flag: boolean | undefined;
+  if (published !== undefined) {
+    if (/^(1|true|yes|on)$/i.test(published.trim())) flag = true;
+    else if (/^(0|false|no|off)?$/i.test(published.trim())) flag = false;
+    else throw new StoreError('INVALID', 'X-Object-Public must be true or false');
+  }
+  return {
+    ...(sharing === undefined ? {} : { sharing: parseSharing(sharing) }),
+    ...(flag === undefined ? {} : { public: flag }),
+  };
+}
+
+/** A version number from a query parameter or header. */
+function versionOf(text: string, what: string): number {
+  if (!/^\d{1,15}$/.test(text)) throw new StoreError('INVALID', `${what} must be a version number`);
+  return Number(text);
+}
+
+/** Headers a POST uses to change metadata (a POST without them leaves metadata alone). */
+function changesMeta(request: FastifyRequest): boolean {
+  return Object.keys(request.headers).some(
+    (name) =>
+      name.startsWith('x-object-meta-') ||
+      name.startsWith('x-remove-object-meta-') ||
+      [
+        'content-type',
+        'content-disposition',
+        'content-encoding',
+        'x-delete-at',
+        'x-delete-after',
+        'x-remove-delete-at',
+      ].includes(name),
+  );
+}
+
 export function swiftObjectRoutes(app: FastifyInstance, atoll: Atoll): void {
   app.put('/v1/:account/:container/*', async (request, reply) => {
     const path = objectPathOf(request.params);
     if (isHashmapQuery(request.query)) return putHashmap(atoll, request, reply, path);
     const caller = callerOf(request);
+    const share = shareChangeOf(request);
     const options = putOptions(request);
     const copyFrom = header(request, 'x-copy-from');
     if (copyFrom !== undefined) {
@@ -85,7 +134,14 @@ export function swiftObjectRoutes(app: FastifyInstance, atoll: Atoll): void {
         container: source.container,
         '*': source.name,
       });
-      const info = await atoll.copyObject(caller, from, path, copyOptions(request, options));
+      const fromVersion = header(request, 'x-copy-from-version');
+      const info = await atoll.copyObject(caller, from, path, {
+        ...copyOptions(request, options),
+        ...(fromVersion === undefined
+          ? {}
+          : { fromVersion: versionOf(fromVersion, 'X-Copy-From-Version') }),
+      });
+      if (share !== undefined) await atoll.shareObject(caller, path, share);
       return sendCreated(reply, info, from);
     }
     if (queryParam(request, 'multipart-manifest') === 'put') {
@@ -119,8 +175,13 @@ export function swiftObjectRoutes(app: FastifyInstance, atoll: Atoll): void {
     const body = request.body instanceof Readable ? request.body : Readable.from([]);
     const limited = body.pipe(byteLimit(objectBytesMax));
     body.on('error', (err) => limited.destroy(err));
+    const expected = length === undefined ? undefined : Number(length);
     const info = await atoll.putObject(caller, path, limited, contentTypeOf(request, path.name), {
       ...options,
+      ...(share === undefined ? {} : { share }),
+      ...(expected === undefined || !Number.isSafeInteger(expected)
+        ? {}
+        : { expectedBytes: expected }),
       ...(etag === undefined ? {} : { expectedMd5: unquoteEtag(etag).toLowerCase() }),
       ...(manifest === undefined ? {} : { manifest: decodePath(manifest, 'X-Object-Manifest') }),
     });
@@ -139,55 +200,70 @@ export function swiftObjectRoutes(app: FastifyInstance, atoll: Atoll): void {
         const info = await atoll.getObject(caller, path);
         if (info.slo) return sendManifest(atoll, request, reply, path, info);
       }
-      const content = await atoll.openContent(caller, path);
-      objectHeaders(reply, content);
-      const outcome = evaluate(
-        {
-          ifMatch: header(request, 'if-match'),
-          ifNoneMatch: header(request, 'if-none-match'),
-          ifModifiedSince: header(request, 'if-modified-since'),
-          ifUnmodifiedSince: header(request, 'if-unmodified-since'),
-        },
-        { etag: content.etag, lastModifiedSeconds: lastModifiedSeconds(content.info.modifiedMs) },
-        true,
-      );
-      if (outcome === 'not-modified') return reply.code(304).send();
-      if (outcome === 'precondition-failed') {
-        throw new StoreError('CONFLICT', 'a precondition failed', {
-          details: { reason: 'PRECONDITION_FAILED' },
-        });
+      const version = queryParam(request, 'version');
+      if (version === 'list') {
+        const versions = (await atoll.listVersions(caller, path)).map((v) => ({
+          version: v.version,
+          bytes: v.sizeBytes,
+          last_modified: new Date(v.modifiedMs).toISOString(),
+          x_object_hash: v.hash,
+          hash: v.etag,
+          content_type: v.contentType,
+          current: v.current,
+        }));
+        const body = JSON.stringify({ versions });
+        reply.code(200).type('application/json; charset=utf-8');
+        return reply.send(head ? undefined : body);
       }
-      const size = content.sizeBytes;
-      const range = parseRange(request.headers.range, size, { clampEnd: true });
-      if (range.kind === 'unsatisfiable') throw new RangeNotSatisfiableError(range.reason, size);
-      if (range.kind !== 'range') {
-        reply.code(200).header('content-length', String(size));
-        if (head || size === 0) return reply.send();
-        return reply.send(await content.read(0, size));
+      const number = version === undefined ? undefined : versionOf(version, 'version');
+      return serveObject(atoll, request, reply, caller, path, number);
+    },
+  });
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/public/:account/:container/*',
+    handler: async (request, reply) => {
+      const path = objectPathOf(request.params);
+      try {
+        // Always anonymous: the public URL shows exactly what anyone sees.
+        return await serveObject(atoll, request, reply, anonymousPrincipal, path, undefined);
+      } catch (err) {
+        if (isStoreError(err, 'UNAUTHENTICATED') || isStoreError(err, 'PERMISSION')) {
+          throw new StoreError(
+            'NOT_FOUND',
+            `no public file /${path.account}/${path.container}/${path.name}`,
+          );
+        }
+        throw err;
       }
-      const last = range.offsetBytes + range.lengthBytes - 1;
-      reply
-        .code(206)
-        .header('content-range', `bytes ${range.offsetBytes}-${last}/${size}`)
-        .header('content-length', String(range.lengthBytes));
-      if (head) return reply.send();
-      return reply.send(await content.read(range.offsetBytes, range.lengthBytes));
     },
   });
 
   app.post('/v1/:account/:container/*', async (request, reply) => {
     const path = objectPathOf(request.params);
+    const caller = callerOf(request);
+    const restore = queryParam(request, 'restore');
+    if (restore !== undefined) {
+      const fromVersion = versionOf(restore, 'restore');
+      const info = await atoll.copyObject(caller, path, path, { fromVersion });
+      return sendCreated(reply, info);
+    }
+    const share = shareChangeOf(request);
+    if (share !== undefined) {
+      await atoll.shareObject(caller, path, share);
+      if (!changesMeta(request)) return reply.code(202).header('content-length', '0').send();
+    }
     const contentType = header(request, 'content-type');
     const deleteAtMs =
       header(request, 'x-remove-delete-at') !== undefined ? null : deleteAtOf(request, Date.now());
-    await atoll.updateObject(callerOf(request), path, {
+    await atoll.updateObject(caller, path, {
       meta: metaChanges(request, 'object'),
       ...(contentType === undefined || contentType === '' ? {} : { contentType }),
       ...(deleteAtMs === undefined ? {} : { deleteAtMs }),
     });
     return reply.code(202).header('content-length', '0').send();
   });
-
   app.delete('/v1/:account/:container/*', async (request, reply) => {
     const path = objectPathOf(request.params);
     const caller = callerOf(request);
@@ -237,6 +313,51 @@ export function swiftObjectRoutes(app: FastifyInstance, atoll: Atoll): void {
       return sendCreated(reply, info, from);
     },
   });
+}
+
+/** GET/HEAD of an object's content (or one version of it) for `caller`. */
+async function serveObject(
+  atoll: Atoll,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  caller: Principal,
+  path: ObjectPath,
+  version: number | undefined,
+): Promise<FastifyReply> {
+  const head = request.method === 'HEAD';
+  const content = await atoll.openContent(caller, path, version);
+  objectHeaders(reply, content);
+  const outcome = evaluate(
+    {
+      ifMatch: header(request, 'if-match'),
+      ifNoneMatch: header(request, 'if-none-match'),
+      ifModifiedSince: header(request, 'if-modified-since'),
+      ifUnmodifiedSince: header(request, 'if-unmodified-since'),
+    },
+    { etag: content.etag, lastModifiedSeconds: lastModifiedSeconds(content.info.modifiedMs) },
+    true,
+  );
+  if (outcome === 'not-modified') return reply.code(304).send();
+  if (outcome === 'precondition-failed') {
+    throw new StoreError('CONFLICT', 'a precondition failed', {
+      details: { reason: 'PRECONDITION_FAILED' },
+    });
+  }
+  const size = content.sizeBytes;
+  const range = parseRange(request.headers.range, size, { clampEnd: true });
+  if (range.kind === 'unsatisfiable') throw new RangeNotSatisfiableError(range.reason, size);
+  if (range.kind !== 'range') {
+    reply.code(200).header('content-length', String(size));
+    if (head || size === 0) return reply.send();
+    return reply.send(await content.read(0, size));
+  }
+  const last = range.offsetBytes + range.lengthBytes - 1;
+  reply
+    .code(206)
+    .header('content-range', `bytes ${range.offsetBytes}-${last}/${size}`)
+    .header('content-length', String(range.lengthBytes));
+  if (head) return reply.send();
+  return reply.send(await content.read(range.offsetBytes, range.lengthBytes));
 }
 
 function putOptions(request: FastifyRequest): PutObjectOptions {
@@ -296,6 +417,17 @@ function objectHeaders(reply: FastifyReply, content: ObjectContent): void {
   if (info.slo) reply.header('x-static-large-object', 'True');
   if (info.deleteAtMs !== null) {
     reply.header('x-delete-at', String(Math.floor(info.deleteAtMs / 1000)));
+  }
+  reply.header('x-object-version', String(info.version));
+  if (info.public === true) {
+    reply.header(
+      'x-object-public',
+      `/public/${info.account}/${info.container}/${encodeName(info.name)}`,
+    );
+  }
+  if (info.sharing !== undefined) {
+    const text = formatSharing(info.sharing);
+    if (text !== '') reply.header('x-object-sharing', text);
   }
 }
 
