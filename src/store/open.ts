@@ -2,7 +2,7 @@
 // Assembles a store from a data folder: backend, metadata, service, background jobs. First start
 // creates the "admin" account and writes its token to DATA/admin.token (mode 0600).
 import { randomBytes } from 'node:crypto';
-import { mkdir, open as openFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
@@ -136,19 +136,18 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await openFile(pidPath, 'wx', 0o600);
-      await handle.writeFile(`${process.pid} ${await startTimeOf(process.pid)}\n`);
+      await handle.writeFile(`${process.pid}\n`);
       await handle.close();
       return async () => {
         await rm(pidPath, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const [pidText = '', startText = ''] = (await readFile(pidPath, 'utf8').catch(() => ''))
-        .trim()
-        .split(' ');
-      const pid = Number.parseInt(pidText, 10);
-      // A live process with that pid but another start time reused the pid: the lock is stale.
-      const same = isAlive(pid) && (await startTimeOf(pid)) === startText;
+      const pid = Number.parseInt(await readFile(pidPath, 'utf8').catch(() => ''), 10);
+      const writtenMs = (await stat(pidPath).catch(() => null))?.mtimeMs ?? 0;
+      // A live process that started after the pid file was written reused the pid: stale lock.
+      const startedMs = await processStartMs(pid);
+      const same = isAlive(pid) && (startedMs === null || startedMs <= writtenMs + 2000);
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && same) {
         throw new StoreError('CONFLICT', `${dataDir} is in use by process ${pid}`);
       }
@@ -158,11 +157,15 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   throw new StoreError('CONFLICT', `cannot lock ${dataDir}`);
 }
 
-/** The process's start time in clock ticks since boot (Linux), '' where unknown. */
-async function startTimeOf(pid: number): Promise<string> {
+/** When process `pid` started (ms since the epoch, Linux /proc), null where unknown. */
+async function processStartMs(pid: number): Promise<number | null> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  // Field 22, counted after the parenthesised command name (which may contain spaces).
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  const procStat = await readFile('/proc/stat', 'utf8').catch(() => '');
+  // Field 22 (start time in clock ticks since boot), counted after the parenthesised command.
+  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(procStat)?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return null;
+  return bootSeconds * 1000 + ticks * 10; // USER_HZ is 100 on Linux
 }
 
 function isAlive(pid: number): boolean {
