@@ -8,6 +8,7 @@ import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';
 import { isStoreError, StoreError } from '../core/errors.js';
 import { blockSizeBytes } from '../core/limits.js';
+import type { Extent } from '../pipeline/stage.js';
 import type { BlockGuard } from './block-guard.js';
 import { type BlockSource, type MapView, resolveBlock } from './block-map.js';
 
@@ -119,4 +120,24 @@ export async function readMapRange(
   }
   await Promise.all(reads);
   return out;
+}
+
+/** Holes and data of a range of a map, from the map alone (no data is read). */
+export function mapExtents(view: MapView, offsetBytes: number, lengthBytes: number): Extent[] {
+  const extents: Extent[] = [];
+  for (const p of blockPieces(offsetBytes, lengthBytes)) {
+    const hole = resolveBlock(view, p.idx).kind === 'zero';
+    const last = extents[extents.length - 1];
+    if (last !== undefined && last.hole === hole) {
+      extents[extents.length - 1] = { ...last, lengthBytes: last.lengthBytes + p.lengthBytes };
+    } else {
+      extents.push({
+        offsetBytes: offsetBytes + p.position,
+        lengthBytes: p.lengthBytes,
+        hole,
+        zero: hole,
+      });
+    }
+  }
+  return extents;
 }

@@ -3,8 +3,7 @@
 import { StoreError } from '../core/errors.js';
 import type { BlockIO, Extent } from '../pipeline/stage.js';
 import type { FrozenMap } from './block-map.js';
-import { resolveBlock } from './block-map.js';
-import { blockPieces, type ReadContext, readMapRange } from './block-reader.js';
+import { mapExtents, type ReadContext, readMapRange } from './block-reader.js';
 
 export class FileIO implements BlockIO {
   readonly readOnly = true;
@@ -22,22 +21,7 @@ export class FileIO implements BlockIO {
 
   async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
     this.checkRange(offsetBytes, lengthBytes);
-    const extents: Extent[] = [];
-    for (const p of blockPieces(offsetBytes, lengthBytes)) {
-      const hole = resolveBlock(this.map, p.idx).kind === 'zero';
-      const last = extents[extents.length - 1];
-      if (last !== undefined && last.hole === hole) {
-        extents[extents.length - 1] = { ...last, lengthBytes: last.lengthBytes + p.lengthBytes };
-      } else {
-        extents.push({
-          offsetBytes: offsetBytes + p.position,
-          lengthBytes: p.lengthBytes,
-          hole,
-          zero: hole,
-        });
-      }
-    }
-    return extents;
+    return mapExtents(this.map, offsetBytes, lengthBytes);
   }
 
   async write(): Promise<void> {

@@ -34,7 +34,7 @@ import {
   resolveBlock,
   zeroEntry,
 } from './block-map.js';
-import { blockPieces, readBlockInto, readSourceInto } from './block-reader.js';
+import { blockPieces, mapExtents, readBlockInto, readSourceInto } from './block-reader.js';
 
 export interface VolumeContext {
   readonly backend: Backend;
@@ -155,22 +155,7 @@ export class Volume implements BlockIO, MapView {
 
   async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
     this.checkRange(offsetBytes, lengthBytes);
-    const extents: Extent[] = [];
-    for (const p of blockPieces(offsetBytes, lengthBytes)) {
-      const hole = resolveBlock(this, p.idx).kind === 'zero';
-      const last = extents[extents.length - 1];
-      if (last !== undefined && last.hole === hole) {
-        extents[extents.length - 1] = { ...last, lengthBytes: last.lengthBytes + p.lengthBytes };
-      } else {
-        extents.push({
-          offsetBytes: offsetBytes + p.position,
-          lengthBytes: p.lengthBytes,
-          hole,
-          zero: hole,
-        });
-      }
-    }
-    return extents;
+    return mapExtents(this, offsetBytes, lengthBytes);
   }
 
   flush(): Promise<void> {
