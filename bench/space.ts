@@ -9,11 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sizeThreadPool } from '../src/core/thread-pool.js';
 import { openAtoll } from '../src/store/open.js';
 import { table } from './lib/server.js';
 
-// As `atoll serve` does (src/cli/main.ts): fsyncs must not starve writes of pool threads.
-process.env.UV_THREADPOOL_SIZE ??= '16';
+// As `atoll serve` does (src/cli/main.ts).
+sizeThreadPool();
 
 const { values } = parseArgs({ options: { dir: { type: 'string', default: '/var/tmp' } } });
 const GiB = 1024 ** 3;

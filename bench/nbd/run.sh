@@ -10,7 +10,7 @@
 #   PROFILE=1 bash bench/nbd/run.sh      # Atoll under --cpu-prof; profile lands in BENCH_DIR
 #
 # Environment: RUNTIME seconds per job (10), SIZE of the region (1g), BENCH_DIR (a new folder
-# under /var/tmp; kept when given), SERVERS, UV_THREADPOOL_SIZE for Atoll (16), JOBS to run a
+# under /var/tmp; kept when given), SERVERS, UV_THREADPOOL_SIZE for Atoll (default: 2 per core, at least 4), JOBS to run a
 # subset (names as in the table).
 set -euo pipefail
 
@@ -63,7 +63,7 @@ start_server() { # name -> sets uri
     atoll)
       local prof=()
       [ -n "${PROFILE:-}" ] && prof=(--cpu-prof --cpu-prof-dir "$dir/profile")
-      UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-16} node "${prof[@]}" \
+      node "${prof[@]}" \
         "$root/dist/bench/nbd/serve.js" --data "$dir/atoll" --port "$port" \
         --volume vol --size "$(bytes "$size")" >"$dir/atoll.log" 2>&1 &
       ;;

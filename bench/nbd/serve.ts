@@ -7,8 +7,11 @@
 // Opens the store, creates the volume when it is missing, serves NBD on 127.0.0.1 and prints
 // "nbd ready PORT". SIGTERM/SIGINT close the server (flushing) and the store, then exit 0.
 import { parseArgs } from 'node:util';
+import { sizeThreadPool } from '../../src/core/thread-pool.js';
 import { startNbd } from '../../src/frontends/nbd/server.js';
 import { openAtoll } from '../../src/store/open.js';
+
+sizeThreadPool(); // as `atoll serve` does
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -4,10 +4,9 @@
 // ATOLL_URL (default http://127.0.0.1:8080) with ATOLL_TOKEN. Exit codes: 0 success,
 // 1 failure (server errors print `atoll: CODE: message`), 2 usage error.
 import { Command, CommanderError } from 'commander';
+import { sizeThreadPool } from '../core/thread-pool.js';
 
-// fs I/O runs on libuv's thread pool (4 threads by default): too few for many volumes doing
-// random I/O and fsyncs at once. Read by libuv on first use, so set before any I/O.
-process.env.UV_THREADPOOL_SIZE ??= '16';
+sizeThreadPool();
 
 import { registerAccount } from './commands/account.js';
 import { registerFiles } from './commands/files.js';
