@@ -10,7 +10,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blockSizeBytes } from '../../src/core/limits.js';
-import { atoll, MiB, measured, pct, rclone, startBench, swift } from './lib.js';
+import { atoll, MiB, measured, pct, rclone, startBench, swift, writeRandom } from './lib.js';
 
 const sizeBytes = Number(process.argv[2] ?? 1024) * MiB;
 const blocks = Math.ceil(sizeBytes / blockSizeBytes);
@@ -76,14 +76,4 @@ try {
 } finally {
   await bench.stop();
   await rm(dir, { recursive: true, force: true });
-}
-
-async function writeRandom(path: string, bytes: number): Promise<void> {
-  const handle = await open(path, 'w');
-  const chunk = Buffer.alloc(16 * MiB);
-  for (let at = 0; at < bytes; at += chunk.length) {
-    randomFillSync(chunk);
-    await handle.write(chunk, 0, Math.min(chunk.length, bytes - at), at);
-  }
-  await handle.close();
 }

@@ -2,7 +2,8 @@
 // Shared by the file benchmarks: a server with a counting proxy in front (bytes at the socket),
 // an account with a v1 key for rclone and swift, and runners for `atoll`, `rclone` and `swift`.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { type CountingProxy, startCountingProxy } from '../../test/sync/counting-proxy.js';
 import { api, type BenchServer, cliPath, startServer } from '../lib/server.js';
 
@@ -110,4 +111,15 @@ export async function measured(bench: Bench, job: () => Promise<Run>) {
 
 export function pct(part: number, whole: number): string {
   return `${((100 * part) / whole).toFixed(2)}%`;
+}
+
+/** A file of `bytes` random bytes, written 16 MiB at a time. */
+export async function writeRandom(path: string, bytes: number): Promise<void> {
+  const handle = await open(path, 'w');
+  const chunk = Buffer.alloc(16 * MiB);
+  for (let at = 0; at < bytes; at += chunk.length) {
+    randomFillSync(chunk);
+    await handle.write(chunk, 0, Math.min(chunk.length, bytes - at), at);
+  }
+  await handle.close();
 }

@@ -7,10 +7,10 @@
 // server skips writing known blocks). Goal (issue 5): atoll faster than rclone on both.
 // Usage: node dist/bench/files/sync.js [SMALL_FILES=10000] [LARGE_MIB=1024]
 import { randomFillSync } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { atoll, MiB, measured, rclone, startBench } from './lib.js';
+import { atoll, MiB, measured, rclone, startBench, writeRandom } from './lib.js';
 
 const smallCount = Number(process.argv[2] ?? 10_000);
 const largeBytes = Number(process.argv[3] ?? 1024) * MiB;
@@ -58,14 +58,4 @@ try {
 } finally {
   await bench.stop();
   await rm(dir, { recursive: true, force: true });
-}
-
-async function writeRandom(path: string, bytes: number): Promise<void> {
-  const handle = await open(path, 'w');
-  const chunk = Buffer.alloc(16 * MiB);
-  for (let at = 0; at < bytes; at += chunk.length) {
-    randomFillSync(chunk);
-    await handle.write(chunk, 0, Math.min(chunk.length, bytes - at), at);
-  }
-  await handle.close();
 }
