@@ -17,7 +17,8 @@
 //   open/idle --put/delete--> retired: closed without fsync once its last user releases it
 //
 // Data path. A read or an in-place write whose descriptor is cached and open takes it without
-// an await and runs one pread/pwrite with the callback API on the raw fd (a FileHandle call
+// an await. Small ones first try inline I/O on the event loop (inline-io.ts: only what cannot
+// block); the rest runs one pread/pwrite with the callback API on the raw fd (a FileHandle call
 // costs a promise binding and a result object more; each is one thread-pool round trip). Reads
 // never fstat: a short pread marks the end of the object. `readInto` reads into the caller's
 // buffer, so the store's read path allocates and copies nothing per block.
@@ -55,6 +56,7 @@ import {
   validateRange,
   validateTarget,
 } from '../memory/memory-backend.js';
+import { readInline, writeInline } from './inline-io.js';
 
 export interface FsBackendOptions {
   /** The data directory; it MUST contain `objects/` and `locks/` (FsBackend.open creates them). */
@@ -176,9 +178,18 @@ export class FsBackend implements Backend {
     this.#checkOpen();
     // The common case, a descriptor already open, takes it without an await.
     const file = this.#acquireOpen(name, 'read') ?? (await this.#acquireCounted(name, 'read'));
-    return this.#io(file, 'read', (fd) =>
-      readFd(fd, target, targetOffset, lengthBytes, offsetBytes),
-    );
+    return this.#io(file, 'read', (fd) => {
+      // What the page cache holds is copied inline; only the rest takes the thread pool.
+      const inline = readInline(fd, target, targetOffset, lengthBytes, offsetBytes);
+      if (inline === lengthBytes) return Promise.resolve(inline);
+      return readFd(
+        fd,
+        target,
+        targetOffset + inline,
+        lengthBytes - inline,
+        offsetBytes + inline,
+      ).then((rest) => inline + rest);
+    });
   }
 
   async write(
@@ -195,7 +206,12 @@ export class FsBackend implements Backend {
       const file = this.#acquireOpen(name, 'write');
       if (file !== undefined) {
         file.dirty = true;
-        await this.#io(file, 'write', (fd) => writeFd(fd, data, offsetBytes));
+        const alone = this.#inflight === 1;
+        await this.#io(file, 'write', (fd) =>
+          writeInline(fd, data, offsetBytes, alone)
+            ? Promise.resolve()
+            : writeFd(fd, data, offsetBytes),
+        );
         return;
       }
     }
