@@ -846,22 +846,21 @@ async function writeFully(handle: FileHandle, data: Uint8Array, offsetBytes: num
 }
 
 /** Creates `path` (which MUST not exist) and writes `data`; flush fsyncs it later. */
-async function writeNewFile(path: string, data: Uint8Array): Promise<void> {
+function writeNewFile(path: string, data: Uint8Array): Promise<void> {
+  return createFile(path, data, false);
+}
+
+/** Creates `path` (which MUST not exist), writes `data` and fsyncs it (blocks, lock files). */
+function writeFileDurably(path: string, data: Uint8Array): Promise<void> {
+  return createFile(path, data, true);
+}
+
+async function createFile(path: string, data: Uint8Array, sync: boolean): Promise<void> {
   const { O_WRONLY, O_CREAT, O_EXCL } = fsConstants;
   const handle = await open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644);
   try {
     await writeFully(handle, data, 0);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Creates `path` (which MUST not exist), writes `data` and fsyncs it (lock files). */
-async function writeFileDurably(path: string, data: Uint8Array): Promise<void> {
-  await writeNewFile(path, data);
-  const handle = await open(path, fsConstants.O_RDONLY);
-  try {
-    await handle.sync();
+    if (sync) await handle.sync();
   } finally {
     await handle.close();
   }

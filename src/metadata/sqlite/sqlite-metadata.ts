@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// SQLite metadata (better-sqlite3 12, WAL). Transactions that back a durability promise (a volume
-// flush, a snapshot, an upload, hashing, tokens) commit with synchronous=FULL, so they survive
-// power loss; the rest (creating and deleting volumes, progress) commit with NORMAL: durable
-// against a process crash at once, against power loss at the next FULL commit or checkpoint.
-// Under heavy writeback an fsync of the WAL can take tens of milliseconds, which would make every
-// control-plane call that slow. Calls are synchronous underneath; the async surface matches the
-// PostgreSQL repository.
+// SQLite metadata (better-sqlite3 12, WAL). Every transaction commits with synchronous=NORMAL:
+// durable against a process crash at once. Those that back a durability promise (a volume
+// flush, a snapshot, an upload, hashing, tokens) then wait for a group-commit fsync of the WAL
+// on the thread pool (wal-sync.ts), so they survive power loss without ever blocking the event
+// loop; the rest (creating and deleting volumes, progress) do not wait: durable against power
+// loss at the next synced commit or checkpoint. Statements are prepared once and cached. Calls
+// are synchronous underneath; the async surface matches the PostgreSQL repository.
 import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
@@ -37,6 +37,7 @@ import type {
 } from '../metadata.js';
 import { EntryKind } from '../metadata.js';
 import { migrations } from './migrations.js';
+import { WalSync } from './wal-sync.js';
 
 type Row = Record<string, unknown>;
 
@@ -157,9 +158,27 @@ function uniqueViolation(err: unknown): boolean {
 
 export class SqliteMetadata implements Metadata {
   private readonly db: Database.Database;
+  private readonly wal: WalSync | null;
+  /** Prepared statements by SQL text (literal SQL plus a few shapes of range scans: bounded). */
+  private readonly statements = new Map<string, Database.Statement>();
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, wal: WalSync | null) {
     this.db = db;
+    this.wal = wal;
+  }
+
+  /** fsyncs of the WAL so far (tests check that concurrent commits share them). */
+  get walSyncs(): number {
+    return this.wal?.syncs ?? 0;
+  }
+
+  private prepare(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   /** Open (and migrate) the database at `path` (':memory:' for throwaway stores). */
@@ -177,22 +196,19 @@ export class SqliteMetadata implements Metadata {
         db.pragma(`user_version = ${i + 1}`);
       })();
     }
-    return new SqliteMetadata(db);
+    return new SqliteMetadata(db, db.memory ? null : new WalSync(`${path}-wal`));
   }
 
-  /** Run `fn` as one transaction committed with synchronous=FULL (fsync of the WAL). */
-  private durable<T>(fn: () => T): T {
-    this.db.pragma('synchronous = FULL');
-    try {
-      return this.db.transaction(fn)();
-    } finally {
-      this.db.pragma('synchronous = NORMAL');
-    }
+  /** Run `fn` as one transaction; resolves once it is on stable storage (group commit). */
+  private async durable<T>(fn: () => T): Promise<T> {
+    const result = this.db.transaction(fn)();
+    if (this.wal !== null) await this.wal.sync();
+    return result;
   }
 
   async createAccount(name: string, createdMs: number): Promise<void> {
     try {
-      this.db.prepare('INSERT INTO accounts(name, created_ms) VALUES (?, ?)').run(name, createdMs);
+      this.prepare('INSERT INTO accounts(name, created_ms) VALUES (?, ?)').run(name, createdMs);
     } catch (err) {
       if (uniqueViolation(err)) throw new StoreError('EXISTS', `account ${name} already exists`);
       throw err;
@@ -200,42 +216,38 @@ export class SqliteMetadata implements Metadata {
   }
 
   async accountExists(name: string): Promise<boolean> {
-    return this.db.prepare('SELECT 1 FROM accounts WHERE name = ?').get(name) !== undefined;
+    return this.prepare('SELECT 1 FROM accounts WHERE name = ?').get(name) !== undefined;
   }
 
   async addToken(tokenHash: string, token: TokenRow, createdMs: number): Promise<void> {
-    this.durable(() =>
-      this.db
-        .prepare(
-          `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms,
+    await this.durable(() =>
+      this.prepare(
+        `INSERT INTO tokens(token_hash, account, user, admin, superuser, created_ms,
              expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          tokenHash,
-          token.account,
-          token.user,
-          +token.admin,
-          +token.superuser,
-          createdMs,
-          token.expiresMs ?? null,
-        ),
+      ).run(
+        tokenHash,
+        token.account,
+        token.user,
+        +token.admin,
+        +token.superuser,
+        createdMs,
+        token.expiresMs ?? null,
+      ),
     );
   }
 
   async deleteExpiredTokens(nowMs: number): Promise<number> {
-    return this.db
-      .prepare('DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms < ?')
-      .run(nowMs).changes;
+    return this.prepare('DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms < ?').run(
+      nowMs,
+    ).changes;
   }
 
   async addUser(user: UserRow, createdMs: number): Promise<void> {
     try {
-      this.durable(() =>
-        this.db
-          .prepare(
-            'INSERT INTO users(account, name, key_hash, admin, created_ms) VALUES (?, ?, ?, ?, ?)',
-          )
-          .run(user.account, user.name, user.keyHash, +user.admin, createdMs),
+      await this.durable(() =>
+        this.prepare(
+          'INSERT INTO users(account, name, key_hash, admin, created_ms) VALUES (?, ?, ?, ?, ?)',
+        ).run(user.account, user.name, user.keyHash, +user.admin, createdMs),
       );
     } catch (err) {
       if (uniqueViolation(err)) {
@@ -246,9 +258,10 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getUser(account: string, name: string): Promise<UserRow | undefined> {
-    const r = this.db
-      .prepare('SELECT * FROM users WHERE account = ? AND name = ?')
-      .get(account, name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM users WHERE account = ? AND name = ?').get(
+      account,
+      name,
+    ) as Row | undefined;
     if (r === undefined) return undefined;
     return {
       account: str(r.account),
@@ -259,29 +272,25 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getAccount(name: string): Promise<AccountRow | undefined> {
-    const r = this.db.prepare('SELECT * FROM accounts WHERE name = ?').get(name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM accounts WHERE name = ?').get(name) as Row | undefined;
     if (r === undefined) return undefined;
     return { name: str(r.name), createdMs: num(r.created_ms), meta: meta(r.meta) };
   }
 
   async accountStats(name: string): Promise<AccountStats> {
-    const r = this.db
-      .prepare(
-        `SELECT COUNT(*) AS n, COALESCE(SUM(object_count), 0) AS objects,
+    const r = this.prepare(
+      `SELECT COUNT(*) AS n, COALESCE(SUM(object_count), 0) AS objects,
            COALESCE(SUM(bytes_used), 0) AS bytes FROM containers WHERE account = ?`,
-      )
-      .get(name) as Row;
+    ).get(name) as Row;
     return { containerCount: num(r.n), objectCount: num(r.objects), bytesUsed: num(r.bytes) };
   }
 
   async setAccountMeta(name: string, values: Readonly<Record<string, string>>): Promise<void> {
-    this.db
-      .prepare('UPDATE accounts SET meta = ? WHERE name = ?')
-      .run(JSON.stringify(values), name);
+    this.prepare('UPDATE accounts SET meta = ? WHERE name = ?').run(JSON.stringify(values), name);
   }
 
   async findToken(tokenHash: string): Promise<TokenRow | undefined> {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE token_hash = ?').get(tokenHash) as
+    const r = this.prepare('SELECT * FROM tokens WHERE token_hash = ?').get(tokenHash) as
       | Row
       | undefined;
     if (r === undefined) return undefined;
@@ -295,11 +304,11 @@ export class SqliteMetadata implements Metadata {
   }
 
   async createVolumes(volumes: readonly NewVolume[]): Promise<VolumeRow[]> {
-    const insertMap = this.db.prepare(
+    const insertMap = this.prepare(
       `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
        VALUES (?, ?, ?, ?, 0)`,
     );
-    const insertVolume = this.db.prepare(
+    const insertVolume = this.prepare(
       `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
@@ -330,53 +339,53 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getVolume(account: string, name: string): Promise<VolumeRow | undefined> {
-    const r = this.db
-      .prepare('SELECT * FROM volumes WHERE account = ? AND name = ?')
-      .get(account, name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM volumes WHERE account = ? AND name = ?').get(
+      account,
+      name,
+    ) as Row | undefined;
     return r === undefined ? undefined : toVolume(r);
   }
 
   async listVolumes(account: string): Promise<VolumeRow[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM volumes WHERE account = ? ORDER BY name')
-      .all(account) as Row[];
+    const rows = this.prepare('SELECT * FROM volumes WHERE account = ? ORDER BY name').all(
+      account,
+    ) as Row[];
     return rows.map(toVolume);
   }
 
   async deleteVolume(id: string): Promise<void> {
-    this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
+    this.prepare('DELETE FROM volumes WHERE id = ?').run(id);
   }
 
   async saveVolumeMap(u: VolumeMapUpdate): Promise<void> {
-    const upsert = this.db.prepare(
+    const upsert = this.prepare(
       `INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)
        ON CONFLICT(map_id, idx) DO UPDATE SET kind = excluded.kind, ref = excluded.ref`,
     );
-    const remove = this.db.prepare('DELETE FROM map_entries WHERE map_id = ? AND idx = ?');
-    this.durable(() => {
-      const changed = this.db
-        .prepare('UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?')
-        .run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes;
+    const remove = this.prepare('DELETE FROM map_entries WHERE map_id = ? AND idx = ?');
+    await this.durable(() => {
+      const changed = this.prepare(
+        'UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?',
+      ).run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes;
       if (changed !== 1) throw new StoreError('NOT_FOUND', `volume ${u.volumeId} is gone`);
-      this.db
-        .prepare(
-          `UPDATE maps SET size_bytes = ?, parent_id = ?, parent_limit_bytes = ?, depth = ?
+      this.prepare(
+        `UPDATE maps SET size_bytes = ?, parent_id = ?, parent_limit_bytes = ?, depth = ?
            WHERE id = ?`,
-        )
-        .run(u.sizeBytes, u.parentId, u.parentLimitBytes, u.depth, u.mapId);
+      ).run(u.sizeBytes, u.parentId, u.parentLimitBytes, u.depth, u.mapId);
       for (const e of u.upserts) upsert.run(u.mapId, e.idx, e.kind, e.ref);
       for (const idx of u.deletes) remove.run(u.mapId, idx);
     });
   }
 
   async getMap(id: number): Promise<MapRow | undefined> {
-    const r = this.db.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
+    const r = this.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
     return r === undefined ? undefined : toMap(r);
   }
 
   async getEntries(mapId: number): Promise<EntryRow[]> {
-    const rows = this.db
-      .prepare('SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx')
+    const rows = this.prepare(
+      'SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx',
+    )
       .raw()
       .all(mapId) as [number, number, string][];
     return rows.map(([idx, kind, ref]) => ({ idx, kind: kind as EntryKindCode, ref }));
@@ -384,10 +393,11 @@ export class SqliteMetadata implements Metadata {
 
   async getMapWithEntries(id: number) {
     return this.db.transaction(() => {
-      const r = this.db.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
+      const r = this.prepare('SELECT * FROM maps WHERE id = ?').get(id) as Row | undefined;
       if (r === undefined) return undefined;
-      const rows = this.db
-        .prepare('SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx')
+      const rows = this.prepare(
+        'SELECT idx, kind, ref FROM map_entries WHERE map_id = ? ORDER BY idx',
+      )
         .raw()
         .all(id) as [number, number, string][];
       const entries = rows.map(([idx, kind, ref]) => ({ idx, kind: kind as EntryKindCode, ref }));
@@ -396,45 +406,39 @@ export class SqliteMetadata implements Metadata {
   }
 
   async unhashedMaps(): Promise<MapRow[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM maps WHERE frozen = 1 AND hashed = 0
+    const rows = this.prepare(
+      `SELECT * FROM maps WHERE frozen = 1 AND hashed = 0
            AND (id IN (SELECT map_id FROM objects) OR id IN (SELECT parent_id FROM maps)
              OR id IN (SELECT map_id FROM object_versions))
          ORDER BY id`,
-      )
-      .all() as Row[];
+    ).all() as Row[];
     return rows.map(toMap);
   }
 
   async completeHashing(mapId: number, entries: readonly EntryRow[], topHash: string) {
-    const insert = this.db.prepare(
+    const insert = this.prepare(
       'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
     );
-    this.durable(() => {
+    await this.durable(() => {
       // The map may have been deleted (its snapshot removed) while it was being hashed.
-      const changed = this.db
-        .prepare(
-          `UPDATE maps SET hashed = 1, parent_id = NULL, parent_limit_bytes = 0, depth = 0
+      const changed = this.prepare(
+        `UPDATE maps SET hashed = 1, parent_id = NULL, parent_limit_bytes = 0, depth = 0
            WHERE id = ?`,
-        )
-        .run(mapId).changes;
+      ).run(mapId).changes;
       if (changed === 0) return;
-      this.db.prepare('DELETE FROM map_entries WHERE map_id = ?').run(mapId);
+      this.prepare('DELETE FROM map_entries WHERE map_id = ?').run(mapId);
       for (const e of entries) insert.run(mapId, e.idx, e.kind, e.ref);
-      this.db.prepare('UPDATE objects SET hash = ? WHERE map_id = ?').run(topHash, mapId);
-      this.db.prepare('UPDATE object_versions SET hash = ? WHERE map_id = ?').run(topHash, mapId);
-      this.db
-        .prepare('UPDATE snapshots SET blocks_hashed = blocks_total WHERE map_id = ?')
-        .run(mapId);
+      this.prepare('UPDATE objects SET hash = ? WHERE map_id = ?').run(topHash, mapId);
+      this.prepare('UPDATE object_versions SET hash = ? WHERE map_id = ?').run(topHash, mapId);
+      this.prepare('UPDATE snapshots SET blocks_hashed = blocks_total WHERE map_id = ?').run(mapId);
     });
   }
 
   async replacePrivateBlocks(replacements: ReadonlyMap<string, string>): Promise<void> {
-    const update = this.db.prepare(
+    const update = this.prepare(
       'UPDATE map_entries SET kind = ?, ref = ? WHERE kind = ? AND ref = ?',
     );
-    this.durable(() => {
+    await this.durable(() => {
       for (const [name, hash] of replacements) {
         const zero = hash === zeroBlockHash;
         update.run(
@@ -450,64 +454,57 @@ export class SqliteMetadata implements Metadata {
   async createSnapshot(request: NewSnapshot): Promise<SnapshotRow> {
     const s = request.snapshot;
     try {
-      return this.durable(() => {
-        const vol = this.db
-          .prepare('SELECT map_id FROM volumes WHERE id = ?')
-          .get(request.volumeId) as Row | undefined;
+      return await this.durable(() => {
+        const vol = this.prepare('SELECT map_id FROM volumes WHERE id = ?').get(request.volumeId) as
+          | Row
+          | undefined;
         if (vol === undefined) throw new StoreError('NOT_FOUND', `volume ${s.volumeName} is gone`);
         assert(num(vol.map_id) === request.volumeMapId, 'snapshot of the volume map');
-        const source = this.db
-          .prepare('SELECT * FROM maps WHERE id = ?')
-          .get(request.volumeMapId) as Row;
+        const source = this.prepare('SELECT * FROM maps WHERE id = ?').get(
+          request.volumeMapId,
+        ) as Row;
         const mapId = num(
-          this.db
-            .prepare(
-              `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
+          this.prepare(
+            `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
                VALUES (?, ?, ?, ?, 1)`,
-            )
-            .run(source.size_bytes, source.parent_id, source.parent_limit_bytes, source.depth)
+          ).run(source.size_bytes, source.parent_id, source.parent_limit_bytes, source.depth)
             .lastInsertRowid,
         );
-        this.db
-          .prepare(
-            `INSERT INTO map_entries(map_id, idx, kind, ref)
+        this.prepare(
+          `INSERT INTO map_entries(map_id, idx, kind, ref)
              SELECT ?, idx, kind, ref FROM map_entries WHERE map_id = ?`,
-          )
-          .run(mapId, request.volumeMapId);
-        this.db
-          .prepare('UPDATE volumes SET epoch = ? WHERE id = ?')
-          .run(request.epochNext, request.volumeId);
+        ).run(mapId, request.volumeMapId);
+        this.prepare('UPDATE volumes SET epoch = ? WHERE id = ?').run(
+          request.epochNext,
+          request.volumeId,
+        );
         this.ensureContainer(s.account, 'snapshots', s.createdMs);
-        this.db
-          .prepare(
-            `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type,
+        this.prepare(
+          `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type,
                hash, etag, modified_ms, version) VALUES (?, 'snapshots', ?, ?, ?, ?, '', '', ?, ?)`,
-          )
-          .run(
-            s.account,
-            s.name,
-            mapId,
-            s.sizeBytes,
-            request.contentType,
-            s.createdMs,
-            this.nextVersion(),
-          );
-        this.db
-          .prepare(
-            `INSERT INTO snapshots(account, name, volume_id, volume_name, map_id, size_bytes,
+        ).run(
+          s.account,
+          s.name,
+          mapId,
+          s.sizeBytes,
+          request.contentType,
+          s.createdMs,
+          this.nextVersion(),
+        );
+        this.prepare(
+          `INSERT INTO snapshots(account, name, volume_id, volume_name, map_id, size_bytes,
                created_ms, blocks_total, blocks_hashed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            s.account,
-            s.name,
-            s.volumeId,
-            s.volumeName,
-            mapId,
-            s.sizeBytes,
-            s.createdMs,
-            s.blocksTotal,
-            s.blocksHashed,
-          );
+        ).run(
+          s.account,
+          s.name,
+          s.volumeId,
+          s.volumeName,
+          mapId,
+          s.sizeBytes,
+          s.createdMs,
+          s.blocksTotal,
+          s.blocksHashed,
+        );
         return { ...s, mapId };
       });
     } catch (err) {
@@ -519,70 +516,70 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getSnapshot(account: string, name: string): Promise<SnapshotRow | undefined> {
-    const r = this.db
-      .prepare('SELECT * FROM snapshots WHERE account = ? AND name = ?')
-      .get(account, name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM snapshots WHERE account = ? AND name = ?').get(
+      account,
+      name,
+    ) as Row | undefined;
     return r === undefined ? undefined : toSnapshot(r);
   }
 
   async listSnapshots(account: string): Promise<SnapshotRow[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM snapshots WHERE account = ? ORDER BY name')
-      .all(account) as Row[];
+    const rows = this.prepare('SELECT * FROM snapshots WHERE account = ? ORDER BY name').all(
+      account,
+    ) as Row[];
     return rows.map(toSnapshot);
   }
 
   async setSnapshotProgress(mapId: number, blocksHashed: number): Promise<void> {
-    this.db
-      .prepare('UPDATE snapshots SET blocks_hashed = ? WHERE map_id = ?')
-      .run(blocksHashed, mapId);
+    this.prepare('UPDATE snapshots SET blocks_hashed = ? WHERE map_id = ?').run(
+      blocksHashed,
+      mapId,
+    );
   }
 
   private ensureContainer(account: string, container: string, createdMs: number): void {
-    this.db
-      .prepare('INSERT OR IGNORE INTO containers(account, name, created_ms) VALUES (?, ?, ?)')
-      .run(account, container, createdMs);
+    this.prepare(
+      'INSERT OR IGNORE INTO containers(account, name, created_ms) VALUES (?, ?, ?)',
+    ).run(account, container, createdMs);
   }
 
   async putObject(request: NewObject): Promise<ObjectRow> {
     const o = request.object;
-    const insert = this.db.prepare(
+    const insert = this.prepare(
       'INSERT INTO map_entries(map_id, idx, kind, ref) VALUES (?, ?, ?, ?)',
     );
-    return this.durable(() => {
+    return await this.durable(() => {
       this.ensureContainer(o.account, o.container, o.modifiedMs);
       const mapId = num(
-        this.db
-          .prepare(
-            `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen, hashed)
+        this.prepare(
+          `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen, hashed)
              VALUES (?, NULL, 0, 0, 1, 1)`,
-          )
-          .run(o.sizeBytes).lastInsertRowid,
+        ).run(o.sizeBytes).lastInsertRowid,
       );
       for (const e of request.entries) insert.run(mapId, e.idx, e.kind, e.ref);
       // A snapshot file replaced by an upload is no longer that snapshot.
-      this.db
-        .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
-        .run(o.account, o.name, o.container);
+      this.prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'").run(
+        o.account,
+        o.name,
+        o.container,
+      );
       return this.upsertObject(o, mapId, request.quota);
     });
   }
 
   private nextVersion(): number {
-    const r = this.db
-      .prepare("UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value")
-      .get() as Row;
+    const r = this.prepare(
+      "UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value",
+    ).get() as Row;
     return num(r.value);
   }
 
   /** Bytes of an account's objects and previous versions (inside a transaction). */
   private usedBytesNow(account: string): number {
-    const r = this.db
-      .prepare(
-        `SELECT (SELECT COALESCE(SUM(bytes_used), 0) FROM containers WHERE account = ?)
+    const r = this.prepare(
+      `SELECT (SELECT COALESCE(SUM(bytes_used), 0) FROM containers WHERE account = ?)
            + (SELECT COALESCE(SUM(size_bytes), 0) FROM object_versions WHERE account = ?) AS n`,
-      )
-      .get(account, account) as Row;
+    ).get(account, account) as Row;
     return num(r.n);
   }
 
@@ -590,27 +587,23 @@ export class SqliteMetadata implements Metadata {
   private upsertObject(o: NewObject['object'], mapId: number, quota?: QuotaCheck): ObjectRow {
     const usedBefore = quota === undefined ? 0 : this.usedBytesNow(o.account);
     const path = [o.account, o.container, o.name] as const;
-    const current = this.db
-      .prepare('SELECT public FROM objects WHERE account = ? AND container = ? AND name = ?')
-      .get(...path) as Row | undefined;
+    const current = this.prepare(
+      'SELECT public FROM objects WHERE account = ? AND container = ? AND name = ?',
+    ).get(...path) as Row | undefined;
     if (current !== undefined) {
       // The replaced object stays as a previous version: a row pointing at its frozen map.
-      this.db
-        .prepare(
-          `INSERT INTO object_versions(version, account, container, name, map_id, size_bytes,
+      this.prepare(
+        `INSERT INTO object_versions(version, account, container, name, map_id, size_bytes,
              content_type, hash, etag, modified_ms, meta, manifest, slo)
            SELECT version, account, container, name, map_id, size_bytes, content_type, hash,
              etag, modified_ms, meta, manifest, slo
            FROM objects WHERE account = ? AND container = ? AND name = ?`,
-        )
-        .run(...path);
-      this.db
-        .prepare(
-          `DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?
+      ).run(...path);
+      this.prepare(
+        `DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?
              AND version NOT IN (SELECT version FROM object_versions
                WHERE account = ? AND container = ? AND name = ? ORDER BY version DESC LIMIT ?)`,
-        )
-        .run(...path, ...path, objectVersionsMax);
+      ).run(...path, ...path, objectVersionsMax);
     }
     const row: ObjectRow = {
       ...o,
@@ -622,9 +615,8 @@ export class SqliteMetadata implements Metadata {
       version: this.nextVersion(),
       public: current !== undefined && num(current.public) === 1,
     };
-    this.db
-      .prepare(
-        `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
+    this.prepare(
+      `INSERT INTO objects(account, container, name, map_id, size_bytes, content_type, hash,
            etag, modified_ms, meta, manifest, slo, delete_at_ms, version)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(account, container, name) DO UPDATE SET map_id = excluded.map_id,
@@ -633,23 +625,22 @@ export class SqliteMetadata implements Metadata {
            hash = excluded.hash, etag = excluded.etag, modified_ms = excluded.modified_ms,
            meta = excluded.meta, manifest = excluded.manifest, slo = excluded.slo,
            delete_at_ms = excluded.delete_at_ms`,
-      )
-      .run(
-        row.account,
-        row.container,
-        row.name,
-        mapId,
-        row.sizeBytes,
-        row.contentType,
-        row.hash,
-        row.etag,
-        row.modifiedMs,
-        JSON.stringify(row.meta),
-        row.manifest,
-        row.slo,
-        row.deleteAtMs,
-        row.version,
-      );
+    ).run(
+      row.account,
+      row.container,
+      row.name,
+      mapId,
+      row.sizeBytes,
+      row.contentType,
+      row.hash,
+      row.etag,
+      row.modifiedMs,
+      JSON.stringify(row.meta),
+      row.manifest,
+      row.slo,
+      row.deleteAtMs,
+      row.version,
+    );
     if (quota !== undefined) {
       const used = this.usedBytesNow(o.account);
       // Refuse only what adds bytes: an account over a lowered quota may still shrink.
@@ -671,8 +662,8 @@ export class SqliteMetadata implements Metadata {
     mapId: number,
     quota?: QuotaCheck,
   ): Promise<ObjectRow> {
-    return this.durable(() => {
-      const map = this.db.prepare('SELECT frozen FROM maps WHERE id = ?').get(mapId) as
+    return await this.durable(() => {
+      const map = this.prepare('SELECT frozen FROM maps WHERE id = ?').get(mapId) as
         | Row
         | undefined;
       if (map === undefined) {
@@ -682,9 +673,11 @@ export class SqliteMetadata implements Metadata {
       }
       assert(num(map.frozen) === 1, 'objects share frozen maps only');
       this.ensureContainer(object.account, object.container, object.modifiedMs);
-      this.db
-        .prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'")
-        .run(object.account, object.name, object.container);
+      this.prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'").run(
+        object.account,
+        object.name,
+        object.container,
+      );
       return this.upsertObject(object, mapId, quota);
     });
   }
@@ -696,20 +689,18 @@ export class SqliteMetadata implements Metadata {
     u: ObjectMetaUpdate,
   ): Promise<boolean> {
     return (
-      this.db
-        .prepare(
-          `UPDATE objects SET content_type = ?, meta = ?, delete_at_ms = ?, modified_ms = ?
+      this.prepare(
+        `UPDATE objects SET content_type = ?, meta = ?, delete_at_ms = ?, modified_ms = ?
            WHERE account = ? AND container = ? AND name = ?`,
-        )
-        .run(
-          u.contentType,
-          JSON.stringify(u.meta),
-          u.deleteAtMs,
-          u.modifiedMs,
-          account,
-          container,
-          name,
-        ).changes === 1
+      ).run(
+        u.contentType,
+        JSON.stringify(u.meta),
+        u.deleteAtMs,
+        u.modifiedMs,
+        account,
+        container,
+        name,
+      ).changes === 1
     );
   }
 
@@ -720,18 +711,17 @@ export class SqliteMetadata implements Metadata {
     createdMs: number,
   ): Promise<boolean> {
     return (
-      this.db
-        .prepare(
-          'INSERT OR IGNORE INTO containers(account, name, created_ms, meta) VALUES (?, ?, ?, ?)',
-        )
-        .run(account, name, createdMs, JSON.stringify(values)).changes === 1
+      this.prepare(
+        'INSERT OR IGNORE INTO containers(account, name, created_ms, meta) VALUES (?, ?, ?, ?)',
+      ).run(account, name, createdMs, JSON.stringify(values)).changes === 1
     );
   }
 
   async getContainer(account: string, name: string): Promise<ContainerRow | undefined> {
-    const r = this.db
-      .prepare('SELECT * FROM containers WHERE account = ? AND name = ?')
-      .get(account, name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM containers WHERE account = ? AND name = ?').get(
+      account,
+      name,
+    ) as Row | undefined;
     return r === undefined ? undefined : toContainer(r);
   }
 
@@ -741,21 +731,24 @@ export class SqliteMetadata implements Metadata {
     values: Readonly<Record<string, string>>,
   ): Promise<boolean> {
     return (
-      this.db
-        .prepare('UPDATE containers SET meta = ? WHERE account = ? AND name = ?')
-        .run(JSON.stringify(values), account, name).changes === 1
+      this.prepare('UPDATE containers SET meta = ? WHERE account = ? AND name = ?').run(
+        JSON.stringify(values),
+        account,
+        name,
+      ).changes === 1
     );
   }
 
   async deleteContainer(account: string, name: string) {
     return this.db.transaction((): 'deleted' | 'missing' | 'not-empty' => {
-      const any = this.db
-        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? LIMIT 1')
-        .get(account, name);
+      const any = this.prepare(
+        'SELECT 1 FROM objects WHERE account = ? AND container = ? LIMIT 1',
+      ).get(account, name);
       if (any !== undefined) return 'not-empty';
-      const changes = this.db
-        .prepare('DELETE FROM containers WHERE account = ? AND name = ?')
-        .run(account, name).changes;
+      const changes = this.prepare('DELETE FROM containers WHERE account = ? AND name = ?').run(
+        account,
+        name,
+      ).changes;
       return changes === 1 ? 'deleted' : 'missing';
     })();
   }
@@ -763,7 +756,7 @@ export class SqliteMetadata implements Metadata {
   async listContainerRange(account: string, range: NameRange): Promise<ContainerRow[]> {
     const { where, args } = rangeSql('name', range);
     const order = range.reverse ? 'DESC' : 'ASC';
-    const rows = this.statement(
+    const rows = this.prepare(
       `SELECT * FROM containers WHERE account = ?${where} ORDER BY name ${order} LIMIT ?`,
     ).all(account, ...args, range.limit) as Row[];
     return rows.map(toContainer);
@@ -777,45 +770,31 @@ export class SqliteMetadata implements Metadata {
   ): Promise<ObjectRow[]> {
     const { where, args } = rangeSql('name', range);
     const order = range.reverse ? 'DESC' : 'ASC';
-    const rows = this.statement(
+    const rows = this.prepare(
       `SELECT * FROM objects WHERE account = ? AND container = ?${where}
          AND (delete_at_ms IS NULL OR delete_at_ms > ?) ORDER BY name ${order} LIMIT ?`,
     ).all(account, container, ...args, nowMs, range.limit) as Row[];
     return rows.map(toObject);
   }
 
-  /** Prepared statements for the few shapes of dynamic SQL (range scans), kept once each. */
-  private readonly statements = new Map<string, Database.Statement>();
-  private statement(sql: string): Database.Statement {
-    let statement = this.statements.get(sql);
-    if (statement === undefined) {
-      statement = this.db.prepare(sql);
-      this.statements.set(sql, statement);
-    }
-    return statement;
-  }
-
   async getObject(account: string, container: string, name: string) {
-    const r = this.db
-      .prepare('SELECT * FROM objects WHERE account = ? AND container = ? AND name = ?')
-      .get(account, container, name) as Row | undefined;
+    const r = this.prepare(
+      'SELECT * FROM objects WHERE account = ? AND container = ? AND name = ?',
+    ).get(account, container, name) as Row | undefined;
     return r === undefined ? undefined : toObject(r);
   }
 
   async listObjects(account: string, container: string, prefix: string, limit: number) {
     // Range scan on the primary key: names >= prefix and < prefix + U+FFFF.
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM objects WHERE account = ? AND container = ? AND name >= ? AND name < ?
+    const rows = this.prepare(
+      `SELECT * FROM objects WHERE account = ? AND container = ? AND name >= ? AND name < ?
          ORDER BY name LIMIT ?`,
-      )
-      .all(account, container, prefix, `${prefix}\uffff`, limit) as Row[];
+    ).all(account, container, prefix, `${prefix}\uffff`, limit) as Row[];
     return rows.map(toObject);
   }
 
   async listContainers(account: string): Promise<string[]> {
-    const rows = this.db
-      .prepare('SELECT name FROM containers WHERE account = ? ORDER BY name')
+    const rows = this.prepare('SELECT name FROM containers WHERE account = ? ORDER BY name')
       .raw()
       .all(account) as [string][];
     return rows.map(([name]) => name);
@@ -823,61 +802,54 @@ export class SqliteMetadata implements Metadata {
 
   async containerExists(account: string, container: string): Promise<boolean> {
     return (
-      this.db
-        .prepare('SELECT 1 FROM containers WHERE account = ? AND name = ?')
-        .get(account, container) !== undefined
+      this.prepare('SELECT 1 FROM containers WHERE account = ? AND name = ?').get(
+        account,
+        container,
+      ) !== undefined
     );
   }
 
   async deleteObject(account: string, container: string, name: string): Promise<boolean> {
     return this.db.transaction(() => {
-      const changes = this.db
-        .prepare('DELETE FROM objects WHERE account = ? AND container = ? AND name = ?')
-        .run(account, container, name).changes;
+      const changes = this.prepare(
+        'DELETE FROM objects WHERE account = ? AND container = ? AND name = ?',
+      ).run(account, container, name).changes;
       // DELETE drops the history too (documented): its maps become garbage.
-      this.db
-        .prepare('DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?')
-        .run(account, container, name);
+      this.prepare(
+        'DELETE FROM object_versions WHERE account = ? AND container = ? AND name = ?',
+      ).run(account, container, name);
       if (container === 'snapshots') {
-        this.db.prepare('DELETE FROM snapshots WHERE account = ? AND name = ?').run(account, name);
+        this.prepare('DELETE FROM snapshots WHERE account = ? AND name = ?').run(account, name);
       }
       return changes === 1;
     })();
   }
 
   async listVersions(account: string, container: string, name: string): Promise<ObjectRow[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM object_versions WHERE account = ? AND container = ? AND name = ?
+    const rows = this.prepare(
+      `SELECT * FROM object_versions WHERE account = ? AND container = ? AND name = ?
          ORDER BY version DESC`,
-      )
-      .all(account, container, name) as Row[];
+    ).all(account, container, name) as Row[];
     return rows.map(toObject);
   }
 
   async getVersion(account: string, container: string, name: string, version: number) {
     const path = [account, container, name, version] as const;
-    const r = (this.db
-      .prepare(
-        'SELECT * FROM objects WHERE account = ? AND container = ? AND name = ? AND version = ?',
-      )
-      .get(...path) ??
-      this.db
-        .prepare(
-          `SELECT * FROM object_versions
+    const r = (this.prepare(
+      'SELECT * FROM objects WHERE account = ? AND container = ? AND name = ? AND version = ?',
+    ).get(...path) ??
+      this.prepare(
+        `SELECT * FROM object_versions
            WHERE account = ? AND container = ? AND name = ? AND version = ?`,
-        )
-        .get(...path)) as Row | undefined;
+      ).get(...path)) as Row | undefined;
     return r === undefined ? undefined : toObject(r);
   }
 
   async getShares(account: string, container: string, name: string): Promise<ShareGrant[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT grantee, write FROM object_shares WHERE account = ? AND container = ? AND name = ?
+    const rows = this.prepare(
+      `SELECT grantee, write FROM object_shares WHERE account = ? AND container = ? AND name = ?
          ORDER BY grantee`,
-      )
-      .all(account, container, name) as Row[];
+    ).all(account, container, name) as Row[];
     return rows.map((r) => ({ grantee: str(r.grantee), write: num(r.write) === 1 }));
   }
 
@@ -888,24 +860,24 @@ export class SqliteMetadata implements Metadata {
     change: { readonly grants?: readonly ShareGrant[]; readonly public?: boolean },
   ): Promise<boolean> {
     return this.db.transaction(() => {
-      const exists = this.db
-        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?')
-        .get(account, container, name);
+      const exists = this.prepare(
+        'SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?',
+      ).get(account, container, name);
       if (exists === undefined) return false;
       if (change.grants !== undefined) {
-        this.db
-          .prepare('DELETE FROM object_shares WHERE account = ? AND container = ? AND name = ?')
-          .run(account, container, name);
-        const insert = this.db.prepare(
+        this.prepare(
+          'DELETE FROM object_shares WHERE account = ? AND container = ? AND name = ?',
+        ).run(account, container, name);
+        const insert = this.prepare(
           `INSERT OR REPLACE INTO object_shares(account, container, name, grantee, write)
            VALUES (?, ?, ?, ?, ?)`,
         );
         for (const g of change.grants) insert.run(account, container, name, g.grantee, +g.write);
       }
       if (change.public !== undefined) {
-        this.db
-          .prepare('UPDATE objects SET public = ? WHERE account = ? AND container = ? AND name = ?')
-          .run(+change.public, account, container, name);
+        this.prepare(
+          'UPDATE objects SET public = ? WHERE account = ? AND container = ? AND name = ?',
+        ).run(+change.public, account, container, name);
       }
       return true;
     })();
@@ -917,32 +889,29 @@ export class SqliteMetadata implements Metadata {
     nowMs: number,
     limit: number,
   ): Promise<SharedObjectRow[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT o.*, MAX(s.write) AS share_write FROM object_shares s
+    const rows = this.prepare(
+      `SELECT o.*, MAX(s.write) AS share_write FROM object_shares s
            JOIN objects o ON o.account = s.account AND o.container = s.container
              AND o.name = s.name
          WHERE s.grantee IN (SELECT value FROM json_each(?)) AND s.account != ?
            AND (o.delete_at_ms IS NULL OR o.delete_at_ms > ?)
          GROUP BY o.account, o.container, o.name
          ORDER BY o.account, o.container, o.name LIMIT ?`,
-      )
-      .all(JSON.stringify(grantees), exceptAccount, nowMs, limit) as Row[];
+    ).all(JSON.stringify(grantees), exceptAccount, nowMs, limit) as Row[];
     return rows.map((r) => ({ object: toObject(r), write: num(r.share_write) === 1 }));
   }
 
   async putGroup(group: GroupRow): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO groups(owner, name, created_ms) VALUES (?, ?, ?)
+      this.prepare(
+        `INSERT INTO groups(owner, name, created_ms) VALUES (?, ?, ?)
            ON CONFLICT(owner, name) DO NOTHING`,
-        )
-        .run(group.owner, group.name, group.createdMs);
-      this.db
-        .prepare('DELETE FROM group_members WHERE owner = ? AND name = ?')
-        .run(group.owner, group.name);
-      const insert = this.db.prepare(
+      ).run(group.owner, group.name, group.createdMs);
+      this.prepare('DELETE FROM group_members WHERE owner = ? AND name = ?').run(
+        group.owner,
+        group.name,
+      );
+      const insert = this.prepare(
         'INSERT OR IGNORE INTO group_members(owner, name, member) VALUES (?, ?, ?)',
       );
       for (const m of group.members) insert.run(group.owner, group.name, m);
@@ -958,14 +927,12 @@ export class SqliteMetadata implements Metadata {
   }
 
   private async groupRows(owner: string, name: string | undefined): Promise<GroupRow[]> {
-    const groups = this.db
-      .prepare(
-        `SELECT name, created_ms FROM groups
+    const groups = this.prepare(
+      `SELECT name, created_ms FROM groups
          WHERE owner = ?${name === undefined ? '' : ' AND name = ?'}
          ORDER BY name`,
-      )
-      .all(...(name === undefined ? [owner] : [owner, name])) as Row[];
-    const members = this.db.prepare(
+    ).all(...(name === undefined ? [owner] : [owner, name])) as Row[];
+    const members = this.prepare(
       'SELECT member FROM group_members WHERE owner = ? AND name = ? ORDER BY member',
     );
     return groups.map((g) => ({
@@ -978,28 +945,28 @@ export class SqliteMetadata implements Metadata {
 
   async deleteGroup(owner: string, name: string): Promise<boolean> {
     return (
-      this.db.prepare('DELETE FROM groups WHERE owner = ? AND name = ?').run(owner, name)
-        .changes === 1
+      this.prepare('DELETE FROM groups WHERE owner = ? AND name = ?').run(owner, name).changes === 1
     );
   }
 
   async groupsOf(member: string): Promise<string[]> {
-    const rows = this.db
-      .prepare("SELECT owner || ':' || name FROM group_members WHERE member = ? ORDER BY 1")
+    const rows = this.prepare(
+      "SELECT owner || ':' || name FROM group_members WHERE member = ? ORDER BY 1",
+    )
       .raw()
       .all(member) as [string][];
     return rows.map(([g]) => g);
   }
 
   async getQuota(account: string): Promise<number | null> {
-    const r = this.db.prepare('SELECT quota_bytes FROM accounts WHERE name = ?').get(account) as
+    const r = this.prepare('SELECT quota_bytes FROM accounts WHERE name = ?').get(account) as
       | Row
       | undefined;
     return r === undefined ? null : optNum(r.quota_bytes);
   }
 
   async setQuota(account: string, bytesMax: number | null): Promise<void> {
-    this.db.prepare('UPDATE accounts SET quota_bytes = ? WHERE name = ?').run(bytesMax, account);
+    this.prepare('UPDATE accounts SET quota_bytes = ? WHERE name = ?').run(bytesMax, account);
   }
 
   async usedBytes(account: string): Promise<number> {
@@ -1008,7 +975,7 @@ export class SqliteMetadata implements Metadata {
 
   async deleteDeadMaps(): Promise<number> {
     // FULL: GC deletes blocks next, so every deletion that made a map dead must be durable first.
-    return this.durable(() => {
+    return await this.durable(() => {
       // Live maps: roots (volumes, objects) and everything reachable through parent links.
       this.db.exec(`
         CREATE TEMP TABLE IF NOT EXISTS live_maps(id INTEGER PRIMARY KEY);
@@ -1022,15 +989,14 @@ export class SqliteMetadata implements Metadata {
       `);
       this.db.exec('DELETE FROM map_entries WHERE map_id NOT IN (SELECT id FROM live_maps)');
       this.db.exec('DELETE FROM snapshots WHERE map_id NOT IN (SELECT id FROM live_maps)');
-      return this.db.prepare('DELETE FROM maps WHERE id NOT IN (SELECT id FROM live_maps)').run()
+      return this.prepare('DELETE FROM maps WHERE id NOT IN (SELECT id FROM live_maps)').run()
         .changes;
     });
   }
 
   async referencedBlocks(): Promise<Set<string>> {
     const refs = new Set<string>();
-    const rows = this.db
-      .prepare('SELECT DISTINCT ref FROM map_entries WHERE kind != 0')
+    const rows = this.prepare('SELECT DISTINCT ref FROM map_entries WHERE kind != 0')
       .raw()
       .iterate() as IterableIterator<[string]>;
     for (const [ref] of rows) refs.add(ref);
@@ -1038,6 +1004,7 @@ export class SqliteMetadata implements Metadata {
   }
 
   async close(): Promise<void> {
+    this.wal?.close();
     if (this.db.open) this.db.close();
   }
 }
