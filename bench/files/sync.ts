@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Benchmark: folder sync. 10,000 small files (1-16 KiB) and 1 GiB of large ones (4 × 256 MiB)
 // are synced up by `atoll sync` (first sync, then a no-change resync), then by `rclone sync`
-// (swift backend, --transfers 8 like atoll's 8 files in flight) into another container of the
-// same server, first and resync. Wall time of each and client -> server bytes at the socket.
-// atoll runs first, so rclone's uploads find every block already stored (fair to rclone: the
-// server skips writing known blocks). Goal (issue 5): atoll faster than rclone on both.
+// (swift backend, --transfers 8 like atoll's 8 files in flight), first and resync. Each tool gets
+// a fresh server on its own empty data folder (same disk), so neither finds the other's blocks
+// already stored. Wall time of each and client -> server bytes at the socket.
+// Goal (issue 5): atoll faster than rclone on both.
 // Usage: node dist/bench/files/sync.js [SMALL_FILES=10000] [LARGE_MIB=1024]
 import { randomFillSync } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,7 +17,7 @@ const largeBytes = Number(process.argv[3] ?? 1024) * MiB;
 const largeCount = 4;
 
 const dir = await mkdtemp(join(tmpdir(), 'atoll-bench-sync-'));
-const bench = await startBench(join(dir, 'data'));
+let bench = await startBench(join(dir, 'data'));
 try {
   const local = join(dir, 'local');
   for (let i = 0; i < smallCount; i++) {
@@ -38,6 +38,8 @@ try {
     `atoll sync resync: ${again.seconds.toFixed(1)} s, ${again.upBytes} bytes up`,
   ];
   const ratios: string[] = [];
+  await bench.stop();
+  bench = await startBench(join(dir, 'data-rclone'));
   if (bench.v1) {
     const rc = ['sync', local, 'atoll:rclonesync/tree', '--transfers', '8'];
     const rcFirst = await measured(bench, () => rclone(bench, rc));
