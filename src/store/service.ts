@@ -22,6 +22,7 @@ import {
 import type {
   EntryRow,
   GroupRow,
+  NewObject,
   NewVolume,
   ObjectRow,
   QuotaCheck,
@@ -96,6 +97,12 @@ import {
 import { listPage } from './listing.js';
 import { checkMeta, mergeMeta, setOnly } from './meta.js';
 import { checkName, checkObjectName, checkVolumeSize } from './names.js';
+import {
+  archiveName,
+  archivePrefix,
+  checkVersioningChange,
+  versioningOf,
+} from './swift-versioning.js';
 import { storeStream } from './upload.js';
 import { checkKey, generateKey, hashKey, splitAuthUser, tokenLifeMs, verifyKey } from './users.js';
 import { checkCloneDepth, Volume, type VolumeContext } from './volume.js';
@@ -266,6 +273,7 @@ export class AtollService implements Atoll {
     checkName('container', container);
     await this.authorize(caller, 'container-write', account, container);
     meta = await this.checkContainerAcls(caller, account, container, meta);
+    meta = checkVersioningChange(container, meta);
     if (!(await this.ctx.metadata.accountExists(account))) {
       throw new StoreError('NOT_FOUND', `no account ${account}`);
     }
@@ -317,6 +325,7 @@ export class AtollService implements Atoll {
     checkName('container', container);
     await this.authorize(caller, 'container-write', account, container);
     changes = await this.checkContainerAcls(caller, account, container, changes);
+    changes = checkVersioningChange(container, changes);
     const row = await this.findContainer(account, container);
     const meta = checkMeta(mergeMeta(row.meta, changes), 'container');
     if (!(await this.ctx.metadata.setContainerMeta(account, container, meta))) {
@@ -357,6 +366,60 @@ export class AtollService implements Atoll {
     return rows.map((l) =>
       l.kind === 'item' ? { kind: 'item', item: describeObject(l.item) } : l,
     );
+  }
+
+  /**
+   * Swift container versioning (swift-versioning.ts), before `path` is overwritten or deleted:
+   * copy the current object into the archive container, or, for a DELETE in stack mode,
+   * restore the newest archived copy instead ('restored': the caller must not delete).
+   */
+  private async archiveCurrent(
+    caller: Principal,
+    path: ObjectPath,
+    why: 'write' | 'delete',
+  ): Promise<'archived' | 'restored' | 'none'> {
+    const container = await this.ctx.metadata.getContainer(path.account, path.container);
+    const versioning = container === undefined ? null : versioningOf(container.meta);
+    if (versioning === null) return 'none';
+    const nowMs = this.ctx.nowMs();
+    const archive = { account: path.account, container: versioning.location };
+    if (why === 'delete' && versioning.mode === 'stack') {
+      const [newest] = await this.ctx.metadata.listObjectRange(
+        archive.account,
+        archive.container,
+        { prefix: archivePrefix(path.name), reverse: true, limit: 1 },
+        nowMs,
+      );
+      if (newest === undefined) return 'none';
+      const from = { ...archive, name: newest.name };
+      await this.authorizePath(caller, 'object-read', from);
+      await this.authorizePath(caller, 'object-write', from);
+      await this.ctx.metadata.putObjectOnMap(
+        { ...objectFields(newest), ...path, modifiedMs: nowMs },
+        newest.mapId,
+      );
+      await this.ctx.metadata.deleteObject(from.account, from.container, from.name);
+      return 'restored';
+    }
+    const current = await this.ctx.metadata.getObject(path.account, path.container, path.name);
+    if (current === undefined || expired(current, nowMs)) return 'none';
+    const to = { ...archive, name: archiveName(path.name, current.modifiedMs) };
+    this.checkPath(to);
+    await this.authorizePath(caller, 'object-write', to);
+    if ((await this.ctx.metadata.getContainer(to.account, to.container)) === undefined) {
+      throw new StoreError(
+        'NOT_FOUND',
+        `container ${path.container} keeps its versions in ${to.container}, which does not ` +
+          'exist: create it, or remove X-Versions-Location/X-History-Location',
+      );
+    }
+    const quota = await this.quotaOf(to.account, current.sizeBytes);
+    await this.ctx.metadata.putObjectOnMap(
+      { ...objectFields(current), ...to },
+      current.mapId,
+      quota,
+    );
+    return 'archived';
   }
 
   private async findContainer(account: string, container: string): Promise<ContainerInfo> {
@@ -552,6 +615,7 @@ export class AtollService implements Atoll {
       }
       if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
       await this.ctx.backend.flush();
+      await this.archiveCurrent(caller, path, 'write');
       const row = await this.ctx.metadata.putObject({
         object: {
           account: path.account,
@@ -630,6 +694,7 @@ export class AtollService implements Atoll {
       throw new StoreError('NOT_FOUND', `no account ${to.account}`);
     }
     const quota = await this.quotaOf(to.account, source.sizeBytes);
+    await this.archiveCurrent(caller, to, 'write');
     // A map operation: the copy points at the source's frozen map, no block is read or written.
     const row = await this.ctx.metadata.putObjectOnMap(
       {
@@ -1140,6 +1205,7 @@ export class AtollService implements Atoll {
   async deleteObject(caller: Principal, path: ObjectPath): Promise<void> {
     this.checkPath(path);
     await this.authorizePath(caller, 'object-write', path);
+    if ((await this.archiveCurrent(caller, path, 'delete')) === 'restored') return;
     const deleted = await this.ctx.metadata.deleteObject(path.account, path.container, path.name);
     if (!deleted) throw new StoreError('NOT_FOUND', `no file ${formatPath(path)}`);
   }
@@ -1372,6 +1438,24 @@ function describeObject(row: ObjectRow): ObjectInfo {
     etag: row.etag,
     contentType: row.contentType,
     modifiedMs: row.modifiedMs,
+  };
+}
+
+/** What a copy of `row` on the same map carries (name and place are the caller's). */
+function objectFields(row: ObjectRow): NewObject['object'] {
+  return {
+    account: row.account,
+    container: row.container,
+    name: row.name,
+    sizeBytes: row.sizeBytes,
+    contentType: row.contentType,
+    hash: row.hash,
+    etag: row.etag,
+    modifiedMs: row.modifiedMs,
+    meta: row.meta,
+    manifest: row.manifest,
+    slo: row.slo,
+    deleteAtMs: row.deleteAtMs,
   };
 }
 

@@ -53,6 +53,7 @@ export const capabilities = {
     min_segment_size: 1,
   },
   dlo: { max_segments: dloSegmentsMax },
+  versioned_writes: { allowed_flags: ['x-versions-location', 'x-history-location'] },
   tempauth: { account_acls: false },
 } as const;
 

@@ -12,10 +12,10 @@ import type { MetaRecord } from '../../../store/api.js';
 
 type Kind = 'account' | 'container' | 'object';
 
-/** ACL headers stored with the metadata of accounts and containers ('' removes). */
+/** Headers stored with the metadata of accounts and containers ('' removes): ACLs, versioning. */
 const aclHeaders: Readonly<Record<Kind, readonly string[]>> = {
   account: ['x-account-access-control'],
-  container: ['x-container-read', 'x-container-write'],
+  container: ['x-container-read', 'x-container-write', 'x-versions-location', 'x-history-location'],
   object: [],
 };
 
