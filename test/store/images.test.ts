@@ -198,6 +198,35 @@ describe('images', () => {
     assert.ok(!(await seen('ben')).includes('ben/b5:own'));
   });
 
+  it('a snapshot is a file at once: listed, published, read anonymously, cloned by anyone', async () => {
+    const { atoll } = store;
+    await atoll.createVolumes(p('ann'), { name: 'disk', sizeBytes: 8 * 1024 * 1024 });
+    const disk = await atoll.openVolume(p('ann'), 'disk');
+    const data = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    await disk.write(0, data);
+    await atoll.snapshot(p('ann'), 'disk', 'pub');
+    const path = { account: 'ann', container: 'snapshots', name: 'pub' };
+    const listed = await atoll.listObjects(p('ann'), 'ann', 'snapshots');
+    assert.deepEqual(
+      listed.map((o) => o.name),
+      ['pub'],
+    );
+    assert.equal(errorCode(await atoll.getObject(p('cat'), path).catch((e) => e)), 'PERMISSION');
+    await atoll.shareObject(p('ann'), path, { public: true });
+    const anonymous = { account: '', user: '', admin: false, superuser: false, anonymous: true };
+    const chunks: Buffer[] = [];
+    for await (const c of await atoll.readObject(anonymous, path, 0, data.length)) chunks.push(c);
+    assert.ok(Buffer.concat(chunks).equals(data), 'the public snapshot reads anonymously');
+    const [clone] = await atoll.createVolumes(p('cat'), { name: 'pubclone', from: path });
+    assert.equal(clone?.parent, '/ann/snapshots/pub');
+    const io = await atoll.openVolume(p('cat'), 'pubclone');
+    assert.ok(Buffer.from(await io.read(0, data.length)).equals(data), 'the clone reads the data');
+    await io.write(0, Buffer.from('cat was here'));
+    const again = await atoll.openFile(p('cat'), path);
+    assert.ok(Buffer.from(await again.read(0, data.length)).equals(data), 'snapshot unchanged');
+    assert.equal(again.readOnly, true);
+  });
+
   it('serves /api/images: 201, 200, 400 on bad input, 403 on refusals, 204 on delete', async () => {
     const call = (token: string, method: 'GET' | 'POST' | 'DELETE', url: string, body?: object) =>
       app.inject({
