@@ -162,7 +162,8 @@ as "$owner" image register images/base.img base --property os=linux --property f
 as "$owner" image show base | grep -q 'property os: linux' || fail 'image properties missing'
 as "$owner" share images/base.img --read "$reader" >/dev/null
 as "$reader" image list | grep -q "$owner/base .*shared" || fail "$reader does not see the image"
-as "$stranger" image list | grep -q "$owner/base" && fail "$stranger sees $owner's image"
+stranger_images=$(as "$stranger" image list)
+grep -q "$owner/base" <<<"$stranger_images" && fail "$stranger sees $owner's image"
 refuse 'show the image' "$stranger" image show "$owner/base"
 
 step "$clones thin clones of the image in one call"
