@@ -11,6 +11,7 @@ sizeThreadPool();
 import { registerAccount } from './commands/account.js';
 import { registerFiles } from './commands/files.js';
 import { registerGc } from './commands/gc.js';
+import { registerImage } from './commands/image.js';
 import { registerServe } from './commands/serve.js';
 import { registerSharing } from './commands/sharing.js';
 import { registerSnapshot } from './commands/snapshot.js';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerUser(program);
   registerVolume(program);
   registerSnapshot(program);
+  registerImage(program);
   registerGc(program);
   registerFiles(program);
   registerSync(program);

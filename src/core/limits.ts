@@ -62,3 +62,9 @@ export const groupMembersMax = 1000;
 export const groupsPerAccountMax = 1000;
 /** Bytes of one ACL header (X-Container-Read/Write, X-Account-Access-Control). */
 export const aclBytesMax = 4096;
+
+// Images (files registered under a name with properties, see store/images.ts).
+/** Properties of one image (OS, architecture, ...), and the bytes of one key and one value. */
+export const imagePropertiesMax = 64;
+export const imagePropertyKeyBytesMax = 128;
+export const imagePropertyValueBytesMax = 1024;

@@ -105,6 +105,28 @@ export interface SnapshotRow {
   readonly blocksHashed: number;
 }
 
+/**
+ * An image: a file registered under a name, with properties. The file is in the image's own
+ * account; the image goes with it (deleting the file deletes the registration, as a foreign key
+ * with ON DELETE CASCADE); overwriting the file keeps it (the image is the path, not a version).
+ */
+export interface ImageRow {
+  readonly account: string;
+  readonly name: string;
+  readonly container: string;
+  /** The object name inside `container`. */
+  readonly object: string;
+  /** `key -> value` (limits in core/limits.ts, checked by the service). */
+  readonly properties: Readonly<Record<string, string>>;
+  readonly createdMs: number;
+}
+
+/** An image as a listing shows it: the registration and its file's current row. */
+export interface ImageWithFile {
+  readonly image: ImageRow;
+  readonly file: ObjectRow;
+}
+
 export interface TokenRow {
   readonly account: string;
   readonly user: string;
@@ -334,6 +356,27 @@ export interface Metadata {
   deleteGroup(owner: string, name: string): Promise<boolean>;
   /** Groups `OWNER:NAME` that list `member`. */
   groupsOf(member: string): Promise<string[]>;
+
+  // Images. Four plain methods; rights are decided by the service, not here.
+  /**
+   * Register an image. EXISTS if the account has an image of that name; NOT_FOUND if the file
+   * `account/container/object` does not exist (checked in the same transaction as the insert).
+   */
+  createImage(image: ImageRow): Promise<void>;
+  getImage(account: string, name: string): Promise<ImageRow | undefined>;
+  /**
+   * Images `viewer` may see by listing: its own, those whose file is public, and those whose file
+   * is granted (read or write) to one of `grantees` (the viewer, its groups, `*`). Ordered by
+   * account then name, at most `limit`; files past their X-Delete-At (`nowMs`) are left out.
+   */
+  listImages(
+    viewer: string,
+    grantees: readonly string[],
+    nowMs: number,
+    limit: number,
+  ): Promise<ImageWithFile[]>;
+  /** Remove a registration (the file stays); false if there was none. */
+  deleteImage(account: string, name: string): Promise<boolean>;
 
   /** null: no quota. */
   getQuota(account: string): Promise<number | null>;

@@ -277,6 +277,33 @@ export interface GcReport {
   readonly lastError: string | null;
 }
 
+/** How the caller sees an image: its own, shared with it (an account, group or `*`), public. */
+export type ImageAccess = 'own' | 'shared' | 'public';
+
+export interface ImageInfo {
+  readonly account: string;
+  readonly name: string;
+  /** The image's file as `/ACCOUNT/CONTAINER/OBJECT` (clone it with `volume create --from`). */
+  readonly path: string;
+  readonly file: ObjectPath;
+  readonly sizeBytes: number;
+  /** Merkle top hash of the file ('' while a snapshot file is being hashed). */
+  readonly hash: string;
+  readonly contentType: string;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly createdMs: number;
+  /** The file's X-Object-Public flag. */
+  readonly public: boolean;
+  readonly access: ImageAccess;
+}
+
+export interface RegisterImageRequest {
+  readonly name: string;
+  /** A file of the caller's own account (not a large object manifest). */
+  readonly path: ObjectPath;
+  readonly properties?: Readonly<Record<string, string>>;
+}
+
 export interface CreateVolumeRequest {
   readonly name: string;
   /** Required unless `from` is given; with `from` it may grow the volume. */
@@ -394,6 +421,20 @@ export interface Atoll {
   shareObject(caller: Principal, path: ObjectPath, change: ShareChange): Promise<void>;
   /** Objects other accounts share with the caller (directly, through groups or with `*`). */
   sharedWithMe(caller: Principal, limit: number): Promise<SharedObject[]>;
+
+  /** Register a file of the caller's account as image NAME (needs write access to the file). */
+  registerImage(caller: Principal, request: RegisterImageRequest): Promise<ImageInfo>;
+  /** Images the caller may read by listing: own, shared with it, public (at most `limit`). */
+  listImages(caller: Principal, limit: number): Promise<ImageInfo[]>;
+  /** One image of `account` (the caller's or one whose file the caller may read). */
+  imageInfo(caller: Principal, account: string, name: string): Promise<ImageInfo>;
+  /**
+   * Delete the caller's image NAME: its file and registration. Volumes cloned from it keep
+   * their data (they hold its map through their parent link until flattened or deleted).
+   */
+  deleteImage(caller: Principal, name: string): Promise<void>;
+  /** `NAME` or `ACCOUNT/NAME` to the image's file path, if the caller may read the file. */
+  resolveImage(caller: Principal, text: string): Promise<ObjectPath>;
 
   /** Create or replace the caller's group NAME with these member accounts. */
   setGroup(caller: Principal, name: string, members: readonly string[]): Promise<GroupInfo>;

@@ -57,6 +57,7 @@ import type {
   GroupInfo,
   Hashmap,
   HashmapPut,
+  ImageInfo,
   Listed,
   ListingQuery,
   MetaRecord,
@@ -66,6 +67,7 @@ import type {
   Principal,
   PutObjectOptions,
   QuotaInfo,
+  RegisterImageRequest,
   ShareChange,
   SharedObject,
   Sharing,
@@ -83,6 +85,7 @@ import { FileIO } from './file-io.js';
 import { GarbageCollector } from './gc.js';
 import { Hasher } from './hasher.js';
 import { checkHashmap, hashmapOf, hashmapTopHash, holdBlocks, storeBlocks } from './hashmaps.js';
+import { checkProperties, describeImage, splitImageRef } from './images.js';
 import {
   buildSlo,
   dloParts,
@@ -889,6 +892,85 @@ export class AtollService implements Atoll {
       hash: object.hash,
       access: write ? 'write' : 'read',
     }));
+  }
+
+  // ---- images ----------------------------------------------------------------------------------
+
+  async registerImage(caller: Principal, request: RegisterImageRequest): Promise<ImageInfo> {
+    checkAuthenticated(caller);
+    checkName('image', request.name);
+    const path = request.path;
+    this.checkPath(path);
+    const properties = checkProperties(request.properties ?? {});
+    if (path.account !== caller.account) {
+      throw new StoreError(
+        'PERMISSION',
+        `images are registered from your own files: copy ${formatPath(path)} into your ` +
+          'account first (or clone it directly with volume create --from)',
+      );
+    }
+    await this.authorizePath(caller, 'object-write', path);
+    const file = await this.findObject(path);
+    checkNotLarge(file);
+    const image = {
+      account: path.account,
+      name: request.name,
+      container: path.container,
+      object: path.name,
+      properties,
+      createdMs: this.ctx.nowMs(),
+    };
+    await this.ctx.metadata.createImage(image);
+    return describeImage(image, file, caller.account);
+  }
+
+  async listImages(caller: Principal, limit: number): Promise<ImageInfo[]> {
+    checkAuthenticated(caller);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > listingLimitMax) {
+      throw new StoreError('INVALID', `limit must be 1-${listingLimitMax}`);
+    }
+    const grantees = [caller.account, '*', ...(await this.ctx.metadata.groupsOf(caller.account))];
+    const rows = await this.ctx.metadata.listImages(
+      caller.account,
+      grantees,
+      this.ctx.nowMs(),
+      limit,
+    );
+    return rows.map(({ image, file }) => describeImage(image, file, caller.account));
+  }
+
+  async imageInfo(caller: Principal, account: string, name: string): Promise<ImageInfo> {
+    checkAuthenticated(caller);
+    const { image, path } = await this.findImage(caller, account, name);
+    return describeImage(image, await this.findObject(path), caller.account);
+  }
+
+  async deleteImage(caller: Principal, name: string): Promise<void> {
+    checkAuthenticated(caller);
+    const { path } = await this.findImage(caller, caller.account, name);
+    await this.authorizePath(caller, 'object-write', path);
+    // Deleting the file cascades to the registration; clones keep the file's map (GC roots
+    // follow parent links), so they read the same bytes afterwards.
+    await this.ctx.metadata.deleteObject(path.account, path.container, path.name);
+    await this.ctx.metadata.deleteImage(caller.account, name);
+  }
+
+  async resolveImage(caller: Principal, text: string): Promise<ObjectPath> {
+    checkAuthenticated(caller);
+    const ref = splitImageRef(text, caller.account);
+    return (await this.findImage(caller, ref.account, ref.name)).path;
+  }
+
+  /** The image and its file path, after checking that the caller may read the file. */
+  private async findImage(caller: Principal, account: string, name: string) {
+    checkName('account', account);
+    checkName('image', name);
+    const image = await this.ctx.metadata.getImage(account, name);
+    const shown = account === caller.account ? name : `${account}/${name}`;
+    if (image === undefined) throw new StoreError('NOT_FOUND', `no image ${shown}`);
+    const path = { account, container: image.container, name: image.object };
+    await this.authorizePath(caller, 'object-read', path);
+    return { image, path };
   }
 
   async setGroup(caller: Principal, name: string, members: readonly string[]) {

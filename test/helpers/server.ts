@@ -28,6 +28,8 @@ export interface StartOptions {
 
 export interface ServerProcess {
   readonly url: string;
+  /** The NBD address `HOST:PORT` from the ready line. */
+  readonly nbdAddress: string;
   readonly token: string;
   readonly child: ChildProcess;
   /** Everything the server printed so far (for failure messages). */
@@ -68,7 +70,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
   const output = () => lines.join('').slice(-8000);
   const stdout = createInterface({ input: child.stdout! });
   const timeoutMs = options.readyTimeoutMs ?? 30_000;
-  const url = await new Promise<string>((resolve, reject) => {
+  const ready = await new Promise<{ url: string; nbdAddress: string }>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`server not ready after ${timeoutMs} ms:\n${output()}`));
@@ -77,9 +79,13 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
       lines.push(`${line}\n`);
       if (line.startsWith('atoll ready ')) {
         clearTimeout(timer);
-        const word = line.split(/\s+/)[2];
+        const [, , word, nbd] = line.split(/\s+/);
         if (word === undefined) reject(new Error(`no URL in ready line: ${line}`));
-        else resolve(word.replace(/\/+$/, ''));
+        else
+          resolve({
+            url: word.replace(/\/+$/, ''),
+            nbdAddress: (nbd ?? '').replace(/^nbd:\/\//, ''),
+          });
       }
     });
     void exited.then(({ code, signal }) => {
@@ -101,7 +107,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     clearTimeout(timer);
     return code;
   };
-  return { url, token, child, output, kill9, stop, exited };
+  return { ...ready, token, child, output, kill9, stop, exited };
 }
 
 export interface HttpResponse {

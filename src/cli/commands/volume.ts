@@ -24,7 +24,11 @@ export function registerVolume(program: Command): void {
     .description('create a volume: empty (--size) or a thin clone of a file (--from)')
     .argument('<NAME>', 'volume name (with --count: NAME-1 .. NAME-N)')
     .option('--size <SIZE>', 'size, e.g. 10G; with --from it may grow the clone')
-    .option('--from <PATH>', 'clone a file: CONTAINER/PATH, /ACCOUNT/CONTAINER/PATH')
+    .option(
+      '--from <SOURCE>',
+      'clone a file (CONTAINER/PATH, /ACCOUNT/CONTAINER/PATH, ACCOUNT/CONTAINER/PATH) ' +
+        'or an image (image:NAME, image:ACCOUNT/NAME)',
+    )
     .option('--count <N>', `create N volumes at once (1..${batchCountMax})`)
     .option('--json', 'print JSON')
     .action(async (name: string, options: CreateOptions) => {

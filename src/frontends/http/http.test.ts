@@ -166,6 +166,9 @@ describe('public routes and authentication', () => {
       '/api/snapshots/{name}',
       '/api/gc',
       '/api/resolve',
+      '/api/images',
+      '/api/images/{name}',
+      '/api/images/{account}/{name}',
     ]) {
       assert.ok(doc.paths[path] !== undefined, `openapi lacks ${path}`);
     }

@@ -3,7 +3,11 @@
 // /api/openapi.json. Keep it in step with routes/*.ts and docs/http-api.md.
 import {
   batchCountMax,
+  imagePropertiesMax,
+  imagePropertyKeyBytesMax,
+  imagePropertyValueBytesMax,
   ioRequestBytesMax,
+  listingLimitMax,
   nameLengthMax,
   sectorSizeBytes,
   volumeBytesMax,
@@ -142,6 +146,22 @@ const schemas = {
       blocksTotal: { type: 'integer' },
     },
   },
+  ImageInfo: {
+    type: 'object',
+    properties: {
+      account: { type: 'string' },
+      name: { type: 'string' },
+      path: { type: 'string', description: 'The file: /ACCOUNT/CONTAINER/OBJECT' },
+      file: ref('ObjectPath'),
+      sizeBytes: { type: 'integer' },
+      hash: { type: 'string', description: 'Merkle top hash of the file' },
+      contentType: { type: 'string' },
+      properties: { type: 'object', additionalProperties: { type: 'string' } },
+      createdMs: { type: 'integer' },
+      public: { type: 'boolean' },
+      access: { type: 'string', enum: ['own', 'shared', 'public'] },
+    },
+  },
   Extent: {
     type: 'object',
     properties: {
@@ -228,7 +248,12 @@ const paths = {
         properties: {
           name: ref('Name'),
           sizeBytes: ref('SizeBytes'),
-          from: { type: 'string', description: 'File path (CONTAINER/PATH, /ACCOUNT/...)' },
+          from: {
+            type: 'string',
+            description:
+              'Clone source: a file path (CONTAINER/PATH, /ACCOUNT/CONTAINER/PATH, ' +
+              'ACCOUNT/CONTAINER/PATH) or an image (image:NAME, image:ACCOUNT/NAME)',
+          },
           count: { type: 'integer', minimum: 1, maximum: batchCountMax },
         },
       }),
@@ -428,6 +453,68 @@ const paths = {
       responses: { 200: ok('Quota', ref('Quota')), ...errors(...volumeOp) },
     },
   },
+  '/api/images': {
+    get: {
+      summary: 'Images the caller may read: its own, shared with it, public',
+      parameters: [
+        {
+          name: 'limit',
+          in: 'query',
+          required: false,
+          schema: { type: 'integer', minimum: 1, maximum: listingLimitMax },
+        },
+      ],
+      responses: {
+        200: ok('Images', {
+          type: 'object',
+          properties: { images: { type: 'array', items: ref('ImageInfo') } },
+        }),
+        ...errors(...common),
+      },
+    },
+    post: {
+      summary: "Register a file of the caller's account as an image",
+      requestBody: json({
+        type: 'object',
+        required: ['name', 'path'],
+        additionalProperties: false,
+        properties: {
+          name: ref('Name'),
+          path: { type: 'string', description: 'CONTAINER/PATH of the file' },
+          properties: {
+            type: 'object',
+            maxProperties: imagePropertiesMax,
+            description:
+              `Keys: 1-${imagePropertyKeyBytesMax} bytes of letters, digits, . _ : -; ` +
+              `values: strings of at most ${imagePropertyValueBytesMax} bytes`,
+            additionalProperties: { type: 'string', maxLength: imagePropertyValueBytesMax },
+          },
+        },
+      }),
+      responses: { 201: ok('Registered', ref('ImageInfo')), ...errors(...volumeOp, 409) },
+    },
+  },
+  '/api/images/{name}': {
+    parameters: [{ ...volumeName, description: 'Image name (in the caller account)' }],
+    get: {
+      summary: "One of the caller's images",
+      responses: { 200: ok('Image', ref('ImageInfo')), ...errors(...volumeOp) },
+    },
+    delete: {
+      summary: 'Delete the image and its file; volumes cloned from it keep their data',
+      responses: { 204: noContent, ...errors(...volumeOp) },
+    },
+  },
+  '/api/images/{account}/{name}': {
+    parameters: [
+      { ...volumeName, name: 'account', description: 'Account owning the image' },
+      { ...volumeName, description: 'Image name' },
+    ],
+    get: {
+      summary: "Another account's image (its file must be readable by the caller)",
+      responses: { 200: ok('Image', ref('ImageInfo')), ...errors(...volumeOp) },
+    },
+  },
   '/api/openapi.json': {
     get: { summary: 'This document', security: [], responses: { 200: ok('OpenAPI', {}) } },
   },
@@ -438,7 +525,8 @@ export const openApiDocument = {
   info: {
     title: 'Atoll API',
     version: '0.1.0',
-    description: 'Volumes, snapshots and garbage collection. Files are under /v1 (Swift).',
+    description:
+      'Volumes, snapshots, images, sharing and garbage collection. Files are under /v1 (Swift).',
   },
   security: [{ token: [] }, { bearer: [] }],
   paths,

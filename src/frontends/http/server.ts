@@ -20,6 +20,7 @@ import { installErrorHandlers, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/accounts.js';
 import { gcRoutes } from './routes/gc.js';
+import { imageRoutes } from './routes/images.js';
 import { objectRoutes } from './routes/objects.js';
 import { sharingRoutes } from './routes/sharing.js';
 import { snapshotRoutes } from './routes/snapshots.js';
@@ -90,6 +91,7 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
       snapshotRoutes(api, atoll);
       gcRoutes(api, atoll);
       sharingRoutes(api, atoll);
+      imageRoutes(api, atoll);
     });
     // /v1 and /public: a missing token is the anonymous caller (the store decides what it gets).
     authenticated.register(async (objects) => {

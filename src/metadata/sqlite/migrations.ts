@@ -12,6 +12,10 @@
 // (ON DELETE CASCADE); a public flag; version numbers from one counter (`counters`), previous
 // versions as rows pointing at their old frozen map (no data copied; GC treats them as map
 // roots); a quota per account (NULL: none).
+//
+// 4 (images): an image is a file registered under a name with properties (JSON text). It names
+// its file by path in its own account; the foreign key to objects cascades a DELETE of the file
+// to the image (an overwrite is an UPDATE of the object row and keeps it).
 
 export const migrations: readonly string[] = [
   `
@@ -177,5 +181,19 @@ export const migrations: readonly string[] = [
   CREATE INDEX object_versions_path ON object_versions(account, container, name, version);
   CREATE INDEX object_versions_map ON object_versions(map_id);
   ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER;
+  `,
+  `
+  CREATE TABLE images (
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    container TEXT NOT NULL,
+    object TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}',
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, name),
+    FOREIGN KEY (account, container, object) REFERENCES objects(account, container, name)
+      ON DELETE CASCADE
+  );
+  CREATE INDEX images_file ON images(account, container, object);
   `,
 ];

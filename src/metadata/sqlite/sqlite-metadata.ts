@@ -18,6 +18,8 @@ import type {
   EntryKindCode,
   EntryRow,
   GroupRow,
+  ImageRow,
+  ImageWithFile,
   MapRow,
   Metadata,
   NameRange,
@@ -149,6 +151,17 @@ function toSnapshot(r: Row): SnapshotRow {
     createdMs: num(r.created_ms),
     blocksTotal: num(r.blocks_total),
     blocksHashed: num(r.blocks_hashed),
+  };
+}
+
+function toImage(r: Row): ImageRow {
+  return {
+    account: str(r.account),
+    name: str(r.name),
+    container: str(r.container),
+    object: str(r.object),
+    properties: meta(r.properties),
+    createdMs: num(r.created_ms),
   };
 }
 
@@ -956,6 +969,88 @@ export class SqliteMetadata implements Metadata {
       .raw()
       .all(member) as [string][];
     return rows.map(([g]) => g);
+  }
+
+  async createImage(image: ImageRow): Promise<void> {
+    this.db.transaction(() => {
+      const file = this.db
+        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?')
+        .get(image.account, image.container, image.object);
+      if (file === undefined) {
+        throw new StoreError(
+          'NOT_FOUND',
+          `no file /${image.account}/${image.container}/${image.object}`,
+        );
+      }
+      try {
+        this.db
+          .prepare(
+            `INSERT INTO images(account, name, container, object, properties, created_ms)
+             VALUES (?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            image.account,
+            image.name,
+            image.container,
+            image.object,
+            JSON.stringify(image.properties),
+            image.createdMs,
+          );
+      } catch (err) {
+        if (uniqueViolation(err)) {
+          throw new StoreError('EXISTS', `image ${image.name} already exists`);
+        }
+        throw err;
+      }
+    })();
+  }
+
+  async getImage(account: string, name: string): Promise<ImageRow | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM images WHERE account = ? AND name = ?')
+      .get(account, name) as Row | undefined;
+    return r === undefined ? undefined : toImage(r);
+  }
+
+  async listImages(
+    viewer: string,
+    grantees: readonly string[],
+    nowMs: number,
+    limit: number,
+  ): Promise<ImageWithFile[]> {
+    // The image columns under i_ names: the object row keeps its own column names for toObject.
+    const rows = this.db
+      .prepare(
+        `SELECT o.*, i.name AS i_name, i.container AS i_container, i.object AS i_object,
+           i.properties AS i_properties, i.created_ms AS i_created_ms
+         FROM images i JOIN objects o
+           ON o.account = i.account AND o.container = i.container AND o.name = i.object
+         WHERE (o.delete_at_ms IS NULL OR o.delete_at_ms > ?)
+           AND (i.account = ? OR o.public = 1 OR EXISTS (
+             SELECT 1 FROM object_shares s
+             WHERE s.account = i.account AND s.container = i.container AND s.name = i.object
+               AND s.grantee IN (SELECT value FROM json_each(?))))
+         ORDER BY i.account, i.name LIMIT ?`,
+      )
+      .all(nowMs, viewer, JSON.stringify(grantees), limit) as Row[];
+    return rows.map((r) => ({
+      image: toImage({
+        account: r.account,
+        name: r.i_name,
+        container: r.i_container,
+        object: r.i_object,
+        properties: r.i_properties,
+        created_ms: r.i_created_ms,
+      }),
+      file: toObject(r),
+    }));
+  }
+
+  async deleteImage(account: string, name: string): Promise<boolean> {
+    return (
+      this.db.prepare('DELETE FROM images WHERE account = ? AND name = ?').run(account, name)
+        .changes === 1
+    );
   }
 
   async getQuota(account: string): Promise<number | null> {

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Volume management: create (empty, cloned from a file, or a batch), list, info, resize,
-// delete and flatten. The clone source is a user-typed path resolved by the store.
+// delete and flatten. The clone source is a user-typed path resolved by the store, or
+// `image:NAME` / `image:ACCOUNT/NAME` (the image's file).
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { Atoll, CreateVolumeRequest } from '../../../store/api.js';
+import type { Atoll, CreateVolumeRequest, ObjectPath, Principal } from '../../../store/api.js';
 import { callerOf } from '../auth.js';
 import { countSchema, nameSchema, parseInput, volumeSizeSchema } from '../validate.js';
 
@@ -35,7 +36,7 @@ export function volumeRoutes(app: FastifyInstance, atoll: Atoll): void {
     const createRequest: CreateVolumeRequest = {
       name: body.name,
       ...(body.sizeBytes === undefined ? {} : { sizeBytes: body.sizeBytes }),
-      ...(body.from === undefined ? {} : { from: await atoll.resolvePath(caller, body.from) }),
+      ...(body.from === undefined ? {} : { from: await resolveSource(atoll, caller, body.from) }),
       ...(body.count === undefined ? {} : { count: body.count }),
     };
     const volumes = await atoll.createVolumes(caller, createRequest);
@@ -63,4 +64,13 @@ export function volumeRoutes(app: FastifyInstance, atoll: Atoll): void {
     const { name } = parseInput(volumeParams, request.params, 'volume name');
     return atoll.flattenVolume(callerOf(request), name);
   });
+}
+
+const imagePrefix = 'image:';
+
+/** A clone source: `image:NAME`, `image:ACCOUNT/NAME`, or a file path (DESIGN's path rules). */
+function resolveSource(atoll: Atoll, caller: Principal, text: string): Promise<ObjectPath> {
+  return text.startsWith(imagePrefix)
+    ? atoll.resolveImage(caller, text.slice(imagePrefix.length))
+    : atoll.resolvePath(caller, text);
 }
