@@ -973,9 +973,9 @@ export class SqliteMetadata implements Metadata {
 
   async createImage(image: ImageRow): Promise<void> {
     this.db.transaction(() => {
-      const file = this.db
-        .prepare('SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?')
-        .get(image.account, image.container, image.object);
+      const file = this.prepare(
+        'SELECT 1 FROM objects WHERE account = ? AND container = ? AND name = ?',
+      ).get(image.account, image.container, image.object);
       if (file === undefined) {
         throw new StoreError(
           'NOT_FOUND',
@@ -983,19 +983,17 @@ export class SqliteMetadata implements Metadata {
         );
       }
       try {
-        this.db
-          .prepare(
-            `INSERT INTO images(account, name, container, object, properties, created_ms)
+        this.prepare(
+          `INSERT INTO images(account, name, container, object, properties, created_ms)
              VALUES (?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            image.account,
-            image.name,
-            image.container,
-            image.object,
-            JSON.stringify(image.properties),
-            image.createdMs,
-          );
+        ).run(
+          image.account,
+          image.name,
+          image.container,
+          image.object,
+          JSON.stringify(image.properties),
+          image.createdMs,
+        );
       } catch (err) {
         if (uniqueViolation(err)) {
           throw new StoreError('EXISTS', `image ${image.name} already exists`);
@@ -1006,9 +1004,10 @@ export class SqliteMetadata implements Metadata {
   }
 
   async getImage(account: string, name: string): Promise<ImageRow | undefined> {
-    const r = this.db
-      .prepare('SELECT * FROM images WHERE account = ? AND name = ?')
-      .get(account, name) as Row | undefined;
+    const r = this.prepare('SELECT * FROM images WHERE account = ? AND name = ?').get(
+      account,
+      name,
+    ) as Row | undefined;
     return r === undefined ? undefined : toImage(r);
   }
 
@@ -1019,9 +1018,8 @@ export class SqliteMetadata implements Metadata {
     limit: number,
   ): Promise<ImageWithFile[]> {
     // The image columns under i_ names: the object row keeps its own column names for toObject.
-    const rows = this.db
-      .prepare(
-        `SELECT o.*, i.name AS i_name, i.container AS i_container, i.object AS i_object,
+    const rows = this.prepare(
+      `SELECT o.*, i.name AS i_name, i.container AS i_container, i.object AS i_object,
            i.properties AS i_properties, i.created_ms AS i_created_ms
          FROM images i JOIN objects o
            ON o.account = i.account AND o.container = i.container AND o.name = i.object
@@ -1031,8 +1029,7 @@ export class SqliteMetadata implements Metadata {
              WHERE s.account = i.account AND s.container = i.container AND s.name = i.object
                AND s.grantee IN (SELECT value FROM json_each(?))))
          ORDER BY i.account, i.name LIMIT ?`,
-      )
-      .all(nowMs, viewer, JSON.stringify(grantees), limit) as Row[];
+    ).all(nowMs, viewer, JSON.stringify(grantees), limit) as Row[];
     return rows.map((r) => ({
       image: toImage({
         account: r.account,
@@ -1048,7 +1045,7 @@ export class SqliteMetadata implements Metadata {
 
   async deleteImage(account: string, name: string): Promise<boolean> {
     return (
-      this.db.prepare('DELETE FROM images WHERE account = ? AND name = ?').run(account, name)
+      this.prepare('DELETE FROM images WHERE account = ? AND name = ?').run(account, name)
         .changes === 1
     );
   }
