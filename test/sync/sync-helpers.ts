@@ -78,7 +78,7 @@ export interface CliRun {
 export function startCli(
   args: readonly string[],
   env: Record<string, string>,
-): { kill: () => void; done: Promise<CliRun> } {
+): { kill: () => void; stop: () => void; done: Promise<CliRun> } {
   const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
   const child = spawn(process.execPath, [main, ...args], {
     env: { ...process.env, ...env },
@@ -97,7 +97,7 @@ export function startCli(
   const done = new Promise<CliRun>((resolve) => {
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
-  return { kill: () => child.kill('SIGKILL'), done };
+  return { kill: () => child.kill('SIGKILL'), stop: () => child.kill('SIGTERM'), done };
 }
 
 export function runCli(args: readonly string[], env: Record<string, string>): Promise<CliRun> {
