@@ -61,6 +61,13 @@ export interface Backend {
     lengthBytes: number,
   ): Promise<number>;
   write(name: string, offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  /** Optional: `write` of the concatenation of `chunks` (one pwritev on fs). */
+  writev?(
+    name: string,
+    offsetBytes: number,
+    chunks: readonly Uint8Array[],
+    options?: WriteOptions,
+  ): Promise<void>;
   /** `durable`: the data is on stable storage before the new name appears (dedup trusts it). */
   put(
     name: string,

@@ -32,6 +32,11 @@ export interface BlockIO {
   readonly readOnly: boolean;
   read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
+  /**
+   * Optional: `write` of the concatenation of `chunks`, without joining them first (a large NBD
+   * WRITE arrives as many socket chunks). Front ends join the chunks when a stage lacks it.
+   */
+  writev?(offsetBytes: number, chunks: readonly Uint8Array[], flags?: WriteFlags): Promise<void>;
   flush(): Promise<void>;
   trim(offsetBytes: number, lengthBytes: number, flags?: WriteFlags): Promise<void>;
   zero(

@@ -1606,6 +1606,9 @@ class SharedVolumeHandle implements BlockIO {
   write(offsetBytes: number, data: Uint8Array, flags?: { fua?: boolean }) {
     return this.volume.write(offsetBytes, data, flags);
   }
+  writev(offsetBytes: number, chunks: readonly Uint8Array[], flags?: { fua?: boolean }) {
+    return this.volume.writev(offsetBytes, chunks, flags);
+  }
   flush() {
     return this.volume.flush();
   }

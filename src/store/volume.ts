@@ -18,6 +18,7 @@
 
 import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';
+import { chunksLength, joinChunks, sliceChunks } from '../core/chunks.js';
 import { StoreError } from '../core/errors.js';
 import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
 import type { EntryRow, Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
@@ -124,6 +125,24 @@ export class Volume implements BlockIO, MapView {
       const writes: Promise<void>[] = [];
       for (const p of blockPieces(offsetBytes, data.length)) {
         const piece = data.subarray(p.position, p.position + p.lengthBytes);
+        writes.push(this.writePiece(p.idx, p.offsetInBlock, piece));
+      }
+      await Promise.all(writes);
+    } finally {
+      this.leave();
+    }
+    if (flags?.fua) await this.flush();
+  }
+
+  /** `write` of the concatenation of `chunks`; in-place block writes take the chunks as is. */
+  async writev(offsetBytes: number, chunks: readonly Uint8Array[], flags?: WriteFlags) {
+    const lengthBytes = chunksLength(chunks);
+    this.checkRange(offsetBytes, lengthBytes);
+    await this.enter();
+    try {
+      const writes: Promise<void>[] = [];
+      for (const p of blockPieces(offsetBytes, lengthBytes)) {
+        const piece = sliceChunks(chunks, p.position, p.lengthBytes);
         writes.push(this.writePiece(p.idx, p.offsetInBlock, piece));
       }
       await Promise.all(writes);
@@ -397,21 +416,37 @@ export class Volume implements BlockIO, MapView {
     await readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
   }
 
-  private async writePiece(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
+  private async writePiece(
+    idx: number,
+    offsetInBlock: number,
+    data: Uint8Array | readonly Uint8Array[],
+  ): Promise<void> {
     await this.waitBlock(idx);
     const entry = this.entries.get(idx);
     if (this.isWritable(entry)) {
-      await this.ctx.backend.write(entry.name, offsetInBlock, data);
+      await this.writeInPlace(entry.name, offsetInBlock, data);
       return;
     }
     await this.withBlockLock(idx, async () => {
       const current = this.entries.get(idx);
       if (this.isWritable(current)) {
-        await this.ctx.backend.write(current.name, offsetInBlock, data);
+        await this.writeInPlace(current.name, offsetInBlock, data);
       } else {
-        await this.copyOnWrite(idx, offsetInBlock, data);
+        const joined = data instanceof Uint8Array ? data : joinChunks(data);
+        await this.copyOnWrite(idx, offsetInBlock, joined);
       }
     });
+  }
+
+  private writeInPlace(
+    name: string,
+    offsetInBlock: number,
+    data: Uint8Array | readonly Uint8Array[],
+  ) {
+    const backend = this.ctx.backend;
+    if (data instanceof Uint8Array) return backend.write(name, offsetInBlock, data);
+    if (backend.writev !== undefined) return backend.writev(name, offsetInBlock, data);
+    return backend.write(name, offsetInBlock, joinChunks(data));
   }
 
   /** Give block `idx` a private block of the current epoch holding its data plus `data`. */

@@ -286,6 +286,20 @@ function volumeName(n: number): string {
   return pick(forms, n);
 }
 
+/** `data` cut into 1-5 pieces at points derived from `seed` (some may be empty). */
+function chunksOf(data: Uint8Array, seed: number): Uint8Array[] {
+  const cuts = 1 + (seed % 5);
+  const points = [0];
+  for (let i = 1; i < cuts; i++) points.push(((seed * 7919 * i) >>> 0) % (data.length + 1));
+  points.push(data.length);
+  points.sort((a, b) => a - b);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    out.push(data.subarray(points[i] as number, points[i + 1] as number));
+  }
+  return out;
+}
+
 class Write extends Base {
   constructor(
     readonly vol: number,
@@ -305,7 +319,13 @@ class Write extends Base {
     const data = makeData(this.kind, this.seed, length);
     this.say(r, `write ${name} ${offset}+${length} ${this.kind}#${this.seed} fua=${this.fua}`);
     const io = await handle(r, name);
-    await io.write(offset, data, { fua: this.fua });
+    // One write in three goes down as chunks (the NBD path for large payloads), cut at points
+    // derived from the seed.
+    if (this.seed % 3 === 0 && io.writev !== undefined && data.length > 1) {
+      await io.writev(offset, chunksOf(data, this.seed), { fua: this.fua });
+    } else {
+      await io.write(offset, data, { fua: this.fua });
+    }
     m.model.write(name, offset, data);
   }
   protected raw() {

@@ -46,6 +46,23 @@ export class ByteQueue {
     return out;
   }
 
+  /** Consume the next `n` bytes as views of the received chunks (no copy); n <= length. */
+  takeChunks(n: number): Buffer[] {
+    assert(n <= this.total, 'take within the queued bytes');
+    const out: Buffer[] = [];
+    let left = n;
+    let start = this.head;
+    for (const chunk of this.chunks) {
+      if (left === 0) break;
+      const part = Math.min(left, chunk.length - start);
+      out.push(chunk.subarray(start, start + part));
+      left -= part;
+      start = 0;
+    }
+    this.skip(n);
+    return out;
+  }
+
   /** Drop the next `n` bytes; n <= length. */
   skip(n: number): void {
     assert(n <= this.total, 'skip within the queued bytes');
