@@ -345,6 +345,12 @@ export class PostgresMetadata implements Metadata {
       if (isUniqueViolation(err)) {
         throw new StoreError('EXISTS', 'a volume of that name exists');
       }
+      if (isForeignKeyViolation(err)) {
+        // The clone's source map was collected (its file deleted) after the caller read it.
+        throw new StoreError('NOT_FOUND', 'the source of the clone changed meanwhile; retry', {
+          retryable: true,
+        });
+      }
       throw err;
     }
   }
@@ -1003,7 +1009,14 @@ export class PostgresMetadata implements Metadata {
   async close(): Promise<void> {
     const client = this.nodeClient;
     this.nodeClient = null;
-    client?.release(true);
+    if (client !== null) {
+      // Unlock first: the server drops a closed connection's locks only when its backend exits.
+      const unlocked = await client.query('SELECT pg_advisory_unlock_all()').then(
+        () => undefined,
+        (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+      );
+      client.release(unlocked ?? true);
+    }
     await this.pool.end();
   }
 }
