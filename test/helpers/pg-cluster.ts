@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { repoRoot } from './server.js';
 
@@ -106,4 +106,27 @@ let schemas = 0;
 /** A schema name unique in this process (one per test keeps tests apart on one cluster). */
 export function uniqueSchema(prefix: string): string {
   return `${prefix}_${process.pid}_${++schemas}`;
+}
+
+/**
+ * A suite on one throwaway PostgreSQL (started in before(), wiped in after()): `freshUrl()`
+ * gives a URL with a new schema each call, so every store in the suite starts empty.
+ */
+export function describeWithPostgresCluster(
+  name: string,
+  body: (freshUrl: () => string) => void,
+): void {
+  describeWithPostgres(name, () => {
+    let cluster: PgCluster | undefined;
+    before(async () => {
+      cluster = await startPgCluster();
+    });
+    after(async () => {
+      await cluster?.wipe();
+    });
+    body(() => {
+      assert.ok(cluster !== undefined, 'the PostgreSQL cluster started');
+      return `${cluster.url}?schema=${uniqueSchema('store')}`;
+    });
+  });
 }

@@ -79,6 +79,9 @@ import {
 
 /** Rows per multi-row statement (entries of big maps go in several statements). */
 const rowsPerStatementMax = 5_000;
+/** A node claim is asked for this many times, this far apart (5 s in all). */
+const claimAttemptsMax = 25;
+const claimRetryMs = 200;
 /** Attempts of GC's dead-map delete when a reference to a dead map appeared meanwhile. */
 const deadMapAttemptsMax = 5;
 
@@ -140,12 +143,17 @@ export class PostgresMetadata implements Metadata {
       throw toStoreError(err, 'claiming the database');
     }
     const fn = mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
-    let granted: boolean;
+    let granted = false;
     try {
-      const r = await client.query(`SELECT ${fn}($1, hashtext(current_schema())) AS ok`, [
-        lockClass.node,
-      ]);
-      granted = bool(r.rows[0]?.ok);
+      // A node killed a moment ago may still hold the claim until the server notices its
+      // connection closed: ask again for a few seconds before calling it another live node.
+      for (let attempt = 0; attempt < claimAttemptsMax && !granted; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, claimRetryMs));
+        const r = await client.query(`SELECT ${fn}($1, hashtext(current_schema())) AS ok`, [
+          lockClass.node,
+        ]);
+        granted = bool(r.rows[0]?.ok);
+      }
     } catch (err) {
       client.release(err instanceof Error ? err : true);
       throw toStoreError(err, 'claiming the database');
