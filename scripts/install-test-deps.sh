@@ -16,7 +16,7 @@ packages=(
   librados-dev      # headers for the rados addon, built by npm install
   python3-rados     # ceph-dev.sh waits for the cluster with it
   uuid-runtime      # uuidgen, for ceph-dev.sh
-  postgresql        # PostgreSQL 15 server binaries for scripts/pg-dev.sh (no service is started)
+  postgresql        # PostgreSQL 15 server binaries for scripts/pg-dev.sh
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

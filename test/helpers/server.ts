@@ -21,7 +21,8 @@ export function repoRoot(): string {
 
 export interface StartOptions {
   readonly dataDir: string;
-  readonly backend?: 'fs' | 'memory';
+  /** 'rados' needs `--pool` and `--ceph-conf` in extraArgs. */
+  readonly backend?: 'fs' | 'memory' | 'rados';
   /** `--metadata URL` (postgres://...); absent: SQLite in the data directory. */
   readonly metadata?: string;
   readonly extraArgs?: readonly string[];
