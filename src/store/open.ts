@@ -3,6 +3,7 @@
 // creates the "admin" account and writes its token to DATA/admin.token (mode 0600).
 import { randomBytes } from 'node:crypto';
 import { mkdir, open as openFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
@@ -35,6 +36,11 @@ export interface OpenOptions {
   readonly gcGraceMs?: number;
   /** Background GC period (default 10 min; 0 = only when asked). */
   readonly gcIntervalMs?: number;
+  /**
+   * With backend 'rados' (shared by nodes), how long a volume lease lives without renewal
+   * (1000..600000 ms, default 15000): a node that dies frees its volumes after this.
+   */
+  readonly volumeLeaseTtlMs?: number;
   /** Hash snapshots in the background (default true). */
   readonly hashing?: boolean;
   readonly logger?: Logger;
@@ -74,6 +80,18 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
       gcGraceMs: options.gcGraceMs ?? 60_000,
       hashing: options.hashing ?? true,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      // Only a backend other nodes write too needs leases: an fs or memory node is alone (its
+      // data folder lock and, with PostgreSQL, its exclusive claim on the database).
+      ...(choice === 'rados'
+        ? {
+            volumeLeases: {
+              owner: `${hostname()}.${process.pid}.${randomBytes(4).toString('hex')}`,
+              ...(options.volumeLeaseTtlMs === undefined
+                ? {}
+                : { ttlMs: options.volumeLeaseTtlMs }),
+            },
+          }
+        : {}),
     };
     const service = new AtollService(ctx, serviceOptions);
     let adminToken: string;

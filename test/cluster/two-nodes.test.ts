@@ -2,7 +2,8 @@
 // Goal: several Atoll nodes on one Ceph pool and one PostgreSQL act as one store: what is written
 // through one node is served by the other, accounts and tokens are shared, the first start
 // creates one admin account whichever node gets there first, and garbage collection running on
-// both nodes at once while both take uploads deletes garbage and nothing else.
+// both nodes at once while both take uploads deletes garbage and nothing else; a volume is
+// served by one node at a time (its lease), and moves to the other when that node stops.
 // Method: a throwaway Ceph (scripts/ceph-dev.sh, memstore) and PostgreSQL (scripts/pg-dev.sh),
 // each in its own directory and port, wiped in after(); two real `atoll serve --backend rados
 // --metadata postgres://...` processes with their own data folders and ports, started at the
@@ -27,6 +28,8 @@ import { requireTool, runOk, toolEnv } from '../peers/swift/harness.js';
 const pool = 'atoll';
 /** Short enough for the test to wait it out, long enough to cover an upload in flight. */
 const gcGraceMs = 8_000;
+/** Volume leases: a node waits up to ttl + 2 s for another node's lease before CONFLICT. */
+const volumeLeaseMs = 3_000;
 const MiB = 1024 * 1024;
 
 const reason = pgUnavailableReason() ?? cephUnavailableReason();
@@ -67,7 +70,10 @@ if (reason !== undefined && process.env.CI === 'true') {
             dataDir,
             backend: 'rados',
             metadata,
-            extraArgs: ['--pool', pool, '--ceph-conf', conf, '--gc-grace-ms', String(gcGraceMs)],
+            extraArgs: [
+              ...['--pool', pool, '--ceph-conf', conf],
+              ...['--gc-grace-ms', String(gcGraceMs), '--volume-lease-ms', String(volumeLeaseMs)],
+            ],
             readyTimeoutMs: 60_000,
           }),
         ),
@@ -219,6 +225,43 @@ if (reason !== undefined && process.env.CI === 'true') {
           assert.ok(Buffer.from(got.body).equals(body), `${path} through node ${i}`);
         }
       }
+    });
+
+    // Last: it stops node 0.
+    it('serves a volume from one node at a time; it moves when that node stops', async () => {
+      const size = 8 * MiB;
+      await admin(0).expect([200, 201], '/api/volumes', {
+        method: 'POST',
+        json: { name: 'disk', sizeBytes: size },
+      });
+      const data = randomBytes(MiB);
+      const write = (i: number) =>
+        admin(i).request(`/api/volumes/disk/data?offset=${3 * MiB}`, {
+          method: 'PUT',
+          headers: { 'Content-Type': 'application/octet-stream' },
+          body: data,
+        });
+      assert.equal((await write(0)).status, 204, 'node 0 takes the lease and writes');
+      await admin(0).expect([200, 204], '/api/volumes/disk/flush', { method: 'POST' });
+      // Node 1 waits out one lease lifetime (node 0 keeps renewing), then gives up.
+      const refused = await write(1);
+      assert.equal(refused.status, 409, `node 1 writes while node 0 serves: ${refused.text()}`);
+      assert.match(refused.text(), /served by another node/);
+      // Volume info and snapshots listing need no lease.
+      await admin(1).expect(200, '/api/volumes/disk');
+      assert.equal(await node(0).stop(), 0, 'node 0 stops cleanly (and unlocks)');
+      const again = randomBytes(4096);
+      await admin(1).expect(204, `/api/volumes/disk/data?offset=${3 * MiB}`, {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body: again,
+      });
+      const read = await admin(1).expect(206, '/api/volumes/disk/data', {
+        headers: { Range: `bytes=${3 * MiB}-${4 * MiB - 1}` },
+      });
+      const expected = Buffer.from(data);
+      expected.set(again, 0);
+      assert.ok(Buffer.from(read.body).equals(expected), 'node 1 sees what node 0 flushed');
     });
   });
 }

@@ -91,6 +91,7 @@ interface ServeOptions {
   readonly gcGraceMs?: string;
   readonly metadata?: string;
   readonly metadataPool?: string;
+  readonly volumeLeaseMs?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -116,6 +117,11 @@ export function registerServe(program: Command): void {
         'several rados nodes may share',
     )
     .option('--metadata-pool <N>', 'postgres: connections of this node (1..100, default 10)')
+    .option(
+      '--volume-lease-ms <MS>',
+      'rados: volume lease lifetime, 1000..600000 (default 15000): a dead node frees its ' +
+        'volumes after this',
+    )
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -130,6 +136,14 @@ async function serve(options: ServeOptions): Promise<void> {
     throw new UsageError('--backend rados needs --pool POOL (and --ceph-conf FILE)');
   }
   const metadata = parseMetadata(options, backend);
+  let volumeLeaseTtlMs: number | undefined;
+  if (options.volumeLeaseMs !== undefined) {
+    volumeLeaseTtlMs = Number(options.volumeLeaseMs);
+    if (!/^\d{4,6}$/.test(options.volumeLeaseMs) || volumeLeaseTtlMs > 600_000) {
+      throw new UsageError(`invalid --volume-lease-ms '${options.volumeLeaseMs}': 1000..600000`);
+    }
+    if (backend !== 'rados') throw new UsageError('--volume-lease-ms needs --backend rados');
+  }
   const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
   const { destination, pino } = await import('pino');
   const { openAtoll } = await import('../../store/open.js');
@@ -158,6 +172,7 @@ async function serve(options: ServeOptions): Promise<void> {
     ...rados,
     ...(gcGraceMs === undefined ? {} : { gcGraceMs }),
     ...metadata,
+    ...(volumeLeaseTtlMs === undefined ? {} : { volumeLeaseTtlMs }),
   });
   let frontEnds: FrontEnds;
   try {
