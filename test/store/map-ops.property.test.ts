@@ -913,7 +913,7 @@ describeWithPostgresCluster('map operations on PostgreSQL metadata', (freshUrl) 
       timeout: 20 * 60_000,
     },
     () =>
-      runSuite({ backend: 'memory', numRuns: 6, maxOps: 200, reopen: false, metadata: freshUrl }),
+      runSuite({ backend: 'memory', numRuns: 3, maxOps: 200, reopen: false, metadata: freshUrl }),
   );
 
   test(

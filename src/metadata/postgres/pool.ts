@@ -52,8 +52,8 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Checks the options against their ranges and builds the pool (no connection yet). */
-export function createPool(options: PostgresOptions): pg.Pool {
+/** Checks the options against their ranges: the settings of every connection of a node. */
+export function connectionConfig(options: PostgresOptions): pg.ClientConfig {
   let parsed: URL;
   try {
     parsed = new URL(options.url);
@@ -76,16 +76,14 @@ export function createPool(options: PostgresOptions): pg.Pool {
     100,
     3_600_000,
   );
-  const pool = new pg.Pool({
+  return {
     connectionString: options.url,
-    max: inRange('pool size', options.poolMax ?? poolMaxDefault, 1, poolMaxLimit),
     connectionTimeoutMillis: inRange(
       'connect timeout',
       options.connectTimeoutMs ?? connectTimeoutMsDefault,
       100,
       120_000,
     ),
-    idleTimeoutMillis: 30_000,
     statement_timeout: statementMs,
     lock_timeout: statementMs,
     // A client that stops talking mid-transaction must not hold row locks for ever.
@@ -95,6 +93,15 @@ export function createPool(options: PostgresOptions): pg.Pool {
     keepAlive: true,
     application_name: 'atoll',
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+  };
+}
+
+/** Checks the options and builds the pool (no connection yet). */
+export function createPool(options: PostgresOptions): pg.Pool {
+  const pool = new pg.Pool({
+    ...connectionConfig(options),
+    max: inRange('pool size', options.poolMax ?? poolMaxDefault, 1, poolMaxLimit),
+    idleTimeoutMillis: 30_000,
   });
   // An idle client whose server went away emits 'error' on the pool; without a listener that
   // would crash the process. The next query gets a fresh connection (or a retryable error).
@@ -201,8 +208,10 @@ export async function transaction<T>(
       throw toStoreError(err, what);
     }
     let broken: Error | undefined;
+    let began = false;
     try {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      began = true;
       const result = await fn(client);
       await client.query('COMMIT');
       return result;
@@ -214,7 +223,9 @@ export async function transaction<T>(
           broken = rollbackErr instanceof Error ? rollbackErr : new Error('rollback failed');
         });
       }
-      if (isTransient(err) && attempt < transactionAttemptsMax && broken === undefined) {
+      // A pooled connection that died while idle fails at BEGIN: nothing ran, try another.
+      const retry = (isTransient(err) && broken === undefined) || (!began && broken !== undefined);
+      if (retry && attempt < transactionAttemptsMax) {
         await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt));
         continue;
       }

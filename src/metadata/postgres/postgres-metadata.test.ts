@@ -64,7 +64,8 @@ describeWithPostgres('postgres metadata', () => {
     // Goal: fs nodes (exclusive) never share a database; rados nodes (shared) do. Method: claims
     // from several repositories on one schema; a closed claim frees the database at once.
     const schema = uniqueSchema('claim');
-    const open = () => PostgresMetadata.open({ url: url(), schema, poolMax: 2 });
+    // A pool of one: the claim has a connection of its own and must not starve the pool.
+    const open = () => PostgresMetadata.open({ url: url(), schema, poolMax: 1 });
     const [a, b, c] = [await open(), await open(), await open()];
     try {
       await a.claimNode('shared');
@@ -73,6 +74,7 @@ describeWithPostgres('postgres metadata', () => {
       await a.close();
       await b.close();
       await c.claimNode('exclusive');
+      assert.equal(await c.accountExists('nobody'), false, 'queries still run beside the claim');
       const d = await open();
       await assert.rejects(d.claimNode('shared'), (err) => isStoreError(err, 'CONFLICT'));
       await d.close();
@@ -122,6 +124,7 @@ describeWithPostgres('postgres metadata', () => {
     const m = await PostgresMetadata.open({ url: url(), schema, poolMax: 2 });
     try {
       await m.createAccount('acc', 1);
+      await m.claimNode('exclusive');
       await cluster?.restart();
       let ok = false;
       for (let i = 0; i < 5 && !ok; i++) {
@@ -132,6 +135,23 @@ describeWithPostgres('postgres metadata', () => {
         }
       }
       assert.ok(ok, 'the repository works again after the restart');
+      // The claim's connection broke with the restart; it is taken again in the background
+      // (the advisory lock reappears in pg_locks), and keeps a second exclusive node out.
+      let held = '0';
+      for (let i = 0; i < 50 && held === '0'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        held =
+          (await cluster?.psql(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+          )) ?? '0';
+      }
+      assert.notEqual(held, '0', 'the claim was taken again after the restart');
+      const other = await PostgresMetadata.open({ url: url(), schema, poolMax: 1 });
+      try {
+        await assert.rejects(other.claimNode('exclusive'), (err) => isStoreError(err, 'CONFLICT'));
+      } finally {
+        await other.close();
+      }
       const client = new pg.Client({ connectionString: url() });
       await client.connect();
       await client.end();

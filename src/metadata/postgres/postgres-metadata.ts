@@ -51,7 +51,9 @@ import type {
 } from '../metadata.js';
 import { EntryKind } from '../metadata.js';
 import { lockClass, migrate } from './migrate.js';
+import { NodeClaim, type NodeMode } from './node-claim.js';
 import {
+  connectionConfig,
   createPool,
   isForeignKeyViolation,
   isUniqueViolation,
@@ -79,9 +81,6 @@ import {
 
 /** Rows per multi-row statement (entries of big maps go in several statements). */
 const rowsPerStatementMax = 5_000;
-/** A node claim is asked for this many times, this far apart (5 s in all). */
-const claimAttemptsMax = 25;
-const claimRetryMs = 200;
 /** Attempts of GC's dead-map delete when a reference to a dead map appeared meanwhile. */
 const deadMapAttemptsMax = 5;
 
@@ -104,14 +103,12 @@ async function insertEntries(c: Queryable, mapId: number, entries: readonly Entr
   }
 }
 
-/** Who else may use the database at the same time (see PostgresMetadata.claimNode). */
-export type NodeMode = 'shared' | 'exclusive';
-
 export class PostgresMetadata implements Metadata {
-  private nodeClient: pg.PoolClient | null = null;
+  private claim: NodeClaim | null = null;
 
   private constructor(
     private readonly pool: pg.Pool,
+    private readonly config: pg.ClientConfig,
     private readonly label: string,
   ) {}
 
@@ -125,51 +122,17 @@ export class PostgresMetadata implements Metadata {
       const e = toStoreError(err, `opening ${redactUrl(options.url)}`);
       throw e;
     }
-    return new PostgresMetadata(pool, redactUrl(options.url));
+    return new PostgresMetadata(pool, connectionConfig(options), redactUrl(options.url));
   }
 
   /**
    * Declare how this node uses the database, for as long as it is open: 'shared' (a backend that
    * every node sees, rados) lets other shared nodes in; 'exclusive' (a backend only this node
-   * sees: fs, memory) refuses any other node. Held as a session advisory lock on one dedicated
-   * connection, so a node killed with -9 lets go as soon as its connection closes.
+   * sees: fs, memory) refuses any other node (see node-claim.ts).
    */
   async claimNode(mode: NodeMode): Promise<void> {
-    assert(this.nodeClient === null, 'claimNode once');
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw toStoreError(err, 'claiming the database');
-    }
-    const fn = mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
-    let granted = false;
-    try {
-      // A node killed a moment ago may still hold the claim until the server notices its
-      // connection closed: ask again for a few seconds before calling it another live node.
-      for (let attempt = 0; attempt < claimAttemptsMax && !granted; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, claimRetryMs));
-        const r = await client.query(`SELECT ${fn}($1, hashtext(current_schema())) AS ok`, [
-          lockClass.node,
-        ]);
-        granted = bool(r.rows[0]?.ok);
-      }
-    } catch (err) {
-      client.release(err instanceof Error ? err : true);
-      throw toStoreError(err, 'claiming the database');
-    }
-    if (!granted) {
-      client.release();
-      throw new StoreError(
-        'CONFLICT',
-        mode === 'exclusive'
-          ? `another Atoll node uses the database ${this.label}: a node whose blocks are local ` +
-              '(--backend fs or memory) must be the only one; several nodes need --backend rados'
-          : `a node with local blocks (--backend fs or memory) uses the database ${this.label}: ` +
-              'stop it before starting rados nodes on it',
-      );
-    }
-    this.nodeClient = client;
+    assert(this.claim === null, 'claimNode once');
+    this.claim = await NodeClaim.take(this.config, mode, this.label);
   }
 
   private async one(sql: string, args: readonly unknown[], what: string): Promise<Row | undefined> {
@@ -431,18 +394,24 @@ export class PostgresMetadata implements Metadata {
   }
 
   async getMapWithEntries(id: number) {
-    // One statement, one snapshot: hashing may rewrite the map and its entries at any time.
-    const rows = await this.all(
-      `SELECT m.*, e.idx, e.kind, e.ref FROM maps m
-         LEFT JOIN map_entries e ON e.map_id = m.id
-       WHERE m.id = $1 ORDER BY e.idx`,
-      [id],
+    // One snapshot for both reads: hashing may rewrite the map and its entries at any time. (A
+    // join would repeat the map's columns on each of up to millions of entry rows.)
+    return transaction(
+      this.pool,
       'getMapWithEntries',
+      async (c) => {
+        const map = (await c.query('SELECT * FROM maps WHERE id = $1', [id])).rows[0] as
+          | Row
+          | undefined;
+        if (map === undefined) return undefined;
+        const entries = await c.query(
+          'SELECT idx, kind, ref FROM map_entries WHERE map_id = $1 ORDER BY idx',
+          [id],
+        );
+        return { map: toMap(map), entries: (entries.rows as Row[]).map(toEntry) };
+      },
+      'REPEATABLE READ',
     );
-    const first = rows[0];
-    if (first === undefined) return undefined;
-    const entries = first.idx === null ? [] : rows.map(toEntry);
-    return { map: toMap(first), entries };
   }
 
   async unhashedMaps(): Promise<MapRow[]> {
@@ -1015,16 +984,9 @@ export class PostgresMetadata implements Metadata {
   }
 
   async close(): Promise<void> {
-    const client = this.nodeClient;
-    this.nodeClient = null;
-    if (client !== null) {
-      // Unlock first: the server drops a closed connection's locks only when its backend exits.
-      const unlocked = await client.query('SELECT pg_advisory_unlock_all()').then(
-        () => undefined,
-        (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
-      );
-      client.release(unlocked ?? true);
-    }
+    const claim = this.claim;
+    this.claim = null;
+    await claim?.release();
     await this.pool.end();
   }
 }
