@@ -147,6 +147,13 @@ export function isTransient(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
+/** The constraint a driver error names (also as the cause of a StoreError), or ''. */
+export function constraintOf(err: unknown): string {
+  const cause = err instanceof StoreError ? err.cause : err;
+  const constraint = (cause as { constraint?: unknown } | null)?.constraint;
+  return typeof constraint === 'string' ? constraint : '';
+}
+
 export function isUniqueViolation(err: unknown): boolean {
   return sqlStateOf(err) === '23505';
 }

@@ -104,6 +104,30 @@ describeWithPostgres('postgres metadata', () => {
     );
   });
 
+  it('names a missing account as NOT_FOUND, not as a vanished clone source', async () => {
+    const m = await PostgresMetadata.open({ url: url(), schema: uniqueSchema('fk') });
+    try {
+      const volume = {
+        volume: {
+          id: 'v',
+          account: 'nobody',
+          name: 'v',
+          sizeBytes: 512,
+          epoch: 1,
+          origin: null,
+          createdMs: 1,
+        },
+        map: { sizeBytes: 512, parentId: null, parentLimitBytes: 0, depth: 0 },
+      };
+      await assert.rejects(
+        m.createVolumes([volume]),
+        (err) => isStoreError(err, 'NOT_FOUND') && !err.retryable && /account/.test(err.message),
+      );
+    } finally {
+      await m.close();
+    }
+  });
+
   it('refuses a number beyond 2^53 instead of rounding it', async () => {
     const schema = uniqueSchema('big');
     const m = await PostgresMetadata.open({ url: url(), schema });

@@ -54,6 +54,7 @@ import { lockClass, migrate } from './migrate.js';
 import { NodeClaim, type NodeMode } from './node-claim.js';
 import {
   connectionConfig,
+  constraintOf,
   createPool,
   isForeignKeyViolation,
   isUniqueViolation,
@@ -316,11 +317,14 @@ export class PostgresMetadata implements Metadata {
       if (isUniqueViolation(err)) {
         throw new StoreError('EXISTS', 'a volume of that name exists');
       }
-      if (isForeignKeyViolation(err)) {
+      if (isForeignKeyViolation(err) && constraintOf(err) === 'maps_parent_id_fkey') {
         // The clone's source map was collected (its file deleted) after the caller read it.
         throw new StoreError('NOT_FOUND', 'the source of the clone changed meanwhile; retry', {
           retryable: true,
         });
+      }
+      if (isForeignKeyViolation(err)) {
+        throw new StoreError('NOT_FOUND', 'no such account', { cause: err });
       }
       throw err;
     }
