@@ -17,6 +17,7 @@ packages=(
   python3-rados     # ceph-dev.sh waits for the cluster with it
   uuid-runtime      # uuidgen, for ceph-dev.sh
   build-essential   # node-gyp: better-sqlite3 and our addons build from source
+  postgresql        # PostgreSQL 15 server binaries for scripts/pg-dev.sh
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

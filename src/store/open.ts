@@ -3,13 +3,15 @@
 // creates the "admin" account and writes its token to DATA/admin.token (mode 0600).
 import { randomBytes } from 'node:crypto';
 import { mkdir, open as openFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { FsBackend } from '../backends/fs/fs-backend.js';
 import { MemoryBackend } from '../backends/memory/memory-backend.js';
-import { StoreError } from '../core/errors.js';
-import { SqliteMetadata } from '../metadata/sqlite/sqlite-metadata.js';
+import { isStoreError, StoreError } from '../core/errors.js';
+import type { Metadata } from '../metadata/metadata.js';
+import { openMetadata } from '../metadata/open-metadata.js';
 import type { OpenedAtoll } from './api.js';
 import { BlockGuard } from './block-guard.js';
 import { MapCache } from './block-map.js';
@@ -20,12 +22,25 @@ export interface OpenOptions {
   readonly dataDir: string;
   /** 'fs' (default, objects under DATA/), 'memory', 'rados', or a ready backend (tests). */
   readonly backend?: 'fs' | 'memory' | 'rados' | Backend;
+  /**
+   * Where the metadata lives: absent or 'sqlite' (DATA/atoll.db), or a PostgreSQL URL
+   * `postgres://USER@HOST:PORT/DB[?schema=NAME]` that several rados nodes may share (an fs or
+   * memory node must be alone on its database: opening fails with CONFLICT otherwise).
+   */
+  readonly metadata?: string;
+  /** PostgreSQL connections of this node (1..100, default 10). */
+  readonly metadataPoolMax?: number;
   /** With backend 'rados': the cluster and pool (the namespace defaults to 'atoll'). */
   readonly rados?: { readonly cephConf?: string; readonly pool: string; readonly cephId?: string };
   /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
   readonly gcGraceMs?: number;
   /** Background GC period (default 10 min; 0 = only when asked). */
   readonly gcIntervalMs?: number;
+  /**
+   * With backend 'rados' (shared by nodes), how long a volume lease lives without renewal
+   * (1000..600000 ms, default 15000): a node that dies frees its volumes after this.
+   */
+  readonly volumeLeaseTtlMs?: number;
   /** Hash snapshots in the background (default true). */
   readonly hashing?: boolean;
   readonly logger?: Logger;
@@ -42,10 +57,18 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   try {
     const choice = options.backend ?? 'fs';
     const backend = await openBackend(choice, dataDir, options.rados);
-    // Blocks in memory vanish at exit: metadata that outlived them would point at nothing.
-    const metadata = SqliteMetadata.open(
-      choice === 'memory' ? ':memory:' : join(dataDir, 'atoll.db'),
-    );
+    let metadata: Metadata;
+    try {
+      metadata = await openMetadata({
+        dataDir,
+        blocks: choice === 'rados' ? 'shared' : choice === 'memory' ? 'volatile' : 'local',
+        ...(options.metadata === undefined ? {} : { url: options.metadata }),
+        ...(options.metadataPoolMax === undefined ? {} : { poolMax: options.metadataPoolMax }),
+      });
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
     const ctx: VolumeContext = {
       backend,
       metadata,
@@ -57,9 +80,29 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
       gcGraceMs: options.gcGraceMs ?? 60_000,
       hashing: options.hashing ?? true,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      // Only a backend other nodes write too needs leases: an fs or memory node is alone (its
+      // data folder lock and, with PostgreSQL, its exclusive claim on the database).
+      ...(choice === 'rados'
+        ? {
+            volumeLeases: {
+              owner: `${hostname()}.${process.pid}.${randomBytes(4).toString('hex')}`,
+              ...(options.volumeLeaseTtlMs === undefined
+                ? {}
+                : { ttlMs: options.volumeLeaseTtlMs }),
+            },
+          }
+        : {}),
     };
     const service = new AtollService(ctx, serviceOptions);
-    const adminToken = await ensureAdmin(service, metadata, dataDir);
+    let adminToken: string;
+    try {
+      adminToken = await ensureAdmin(service, metadata, dataDir);
+    } catch (err) {
+      // A PostgreSQL pool left open would keep the process alive.
+      await metadata.close();
+      await backend.close();
+      throw err;
+    }
     if (serviceOptions.hashing) void service.resumeHashing();
     const gcIntervalMs = options.gcIntervalMs ?? 600_000;
     const timer =
@@ -107,27 +150,34 @@ async function openBackend(
 
 async function ensureAdmin(
   service: AtollService,
-  metadata: SqliteMetadata,
+  metadata: Metadata,
   dataDir: string,
 ): Promise<string> {
   const tokenPath = join(dataDir, 'admin.token');
-  if (await metadata.accountExists('admin')) {
-    const token = (await readFile(tokenPath, 'utf8').catch(() => '')).trim();
-    if (token !== '' && (await metadata.findToken(hashToken(token))) !== undefined) return token;
-    // The token file was lost: whoever can write the data folder is the operator, so issue a
-    // new admin token there rather than lock everyone out.
-    const fresh = randomBytes(24).toString('base64url');
-    await metadata.addToken(
-      hashToken(fresh),
-      { account: 'admin', user: '', admin: true, superuser: true },
-      Date.now(),
-    );
-    await writeFile(tokenPath, `${fresh}\n`, { mode: 0o600 });
-    return fresh;
+  if (!(await metadata.accountExists('admin'))) {
+    try {
+      const { token } = await service.createAccountUnchecked('admin', undefined, true);
+      await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
+      return token;
+    } catch (err) {
+      // Another node sharing the database created it first: use it like an existing one.
+      if (!isStoreError(err, 'EXISTS')) throw err;
+    }
   }
-  const { token } = await service.createAccountUnchecked('admin', undefined, true);
-  await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
-  return token;
+  // The account exists (a restart, or another node of a shared database made it): keep this
+  // folder's token if the database knows it.
+  const token = (await readFile(tokenPath, 'utf8').catch(() => '')).trim();
+  if (token !== '' && (await metadata.findToken(hashToken(token))) !== undefined) return token;
+  // A new node on a shared database, or the token file was lost: whoever can write the data
+  // folder is the operator, so issue a new admin token there rather than lock everyone out.
+  const fresh = randomBytes(24).toString('base64url');
+  await metadata.addToken(
+    hashToken(fresh),
+    { account: 'admin', user: '', admin: true, superuser: true },
+    Date.now(),
+  );
+  await writeFile(tokenPath, `${fresh}\n`, { mode: 0o600 });
+  return fresh;
 }
 
 /** One server per data folder; a lock left by a dead process (kill -9) is taken over. */

@@ -109,12 +109,18 @@ import {
 import { storeStream } from './upload.js';
 import { checkKey, generateKey, hashKey, splitAuthUser, tokenLifeMs, verifyKey } from './users.js';
 import { checkCloneDepth, Volume, type VolumeContext } from './volume.js';
+import { VolumeLeases } from './volume-lease.js';
 
 export interface ServiceOptions {
   readonly gcGraceMs: number;
   /** Hash snapshots in the background right after they are taken. */
   readonly hashing: boolean;
   readonly logger?: Logger;
+  /**
+   * One writer per volume across nodes sharing a backend: take a lease before loading a volume
+   * (see volume-lease.ts). Absent: no leases (a backend only this node uses).
+   */
+  readonly volumeLeases?: { readonly owner: string; readonly ttlMs?: number };
 }
 
 export const snapshotContentType = 'application/x-atoll-snapshot';
@@ -128,6 +134,7 @@ export class AtollService implements Atoll {
   private readonly volumes = new Map<string, Promise<Volume>>();
   private readonly gc: GarbageCollector;
   private readonly hasher: Hasher;
+  private readonly leases: VolumeLeases | null;
   private closing = false;
 
   constructor(
@@ -140,6 +147,18 @@ export class AtollService implements Atoll {
       options.logger,
     );
     this.hasher = new Hasher(ctx, (r) => this.replaceBlocks(r), options.logger);
+    const leases = options.volumeLeases;
+    this.leases =
+      leases === undefined
+        ? null
+        : new VolumeLeases(ctx.backend, {
+            ...leases,
+            onLost: (id, reason) => {
+              // Another node has the volume now: forget ours, a later open takes a new lease.
+              options.logger?.warn({ volume: id, reason }, 'volume lease lost');
+              this.volumes.delete(id);
+            },
+          });
   }
 
   // ---- accounts --------------------------------------------------------------------------------
@@ -524,6 +543,7 @@ export class AtollService implements Atoll {
       this.volumes.delete(row.id);
       await (await open.catch(() => null))?.abandon();
     }
+    await this.leases?.release(row.id);
     await this.ctx.metadata.deleteVolume(row.id);
   }
 
@@ -1358,6 +1378,7 @@ export class AtollService implements Atoll {
     for (const r of results) {
       if (r.status === 'rejected') this.options.logger?.error({ err: r.reason }, 'close failed');
     }
+    await this.leases?.releaseAll();
     await this.ctx.backend.flush();
   }
 
@@ -1383,12 +1404,24 @@ export class AtollService implements Atoll {
     if (this.closing) throw new StoreError('ABORTED', 'the server is shutting down');
     let pending = this.volumes.get(row.id);
     if (pending === undefined) {
-      pending = Volume.load(this.ctx, row);
+      pending =
+        this.leases === null ? Volume.load(this.ctx, row) : this.loadLeased(row, this.leases);
       track(pending);
       this.volumes.set(row.id, pending);
       pending.catch(() => this.volumes.delete(row.id));
     }
     return pending;
+  }
+
+  /** Take the volume's lease, then load it writing through the fenced backend. */
+  private async loadLeased(row: VolumeRow, leases: VolumeLeases): Promise<Volume> {
+    const backend = await leases.acquire(row.id);
+    try {
+      return await Volume.load({ ...this.ctx, backend }, row);
+    } catch (err) {
+      await leases.release(row.id);
+      throw err;
+    }
   }
 
   private async findVolume(caller: Principal, name: string): Promise<VolumeRow> {

@@ -21,7 +21,10 @@ export function repoRoot(): string {
 
 export interface StartOptions {
   readonly dataDir: string;
-  readonly backend?: 'fs' | 'memory';
+  /** 'rados' needs `--pool` and `--ceph-conf` in extraArgs. */
+  readonly backend?: 'fs' | 'memory' | 'rados';
+  /** `--metadata URL` (postgres://...); absent: SQLite in the data directory. */
+  readonly metadata?: string;
   readonly extraArgs?: readonly string[];
   readonly readyTimeoutMs?: number;
 }
@@ -55,6 +58,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     '127.0.0.1:0',
     '--backend',
     options.backend ?? 'fs',
+    ...(options.metadata === undefined ? [] : ['--metadata', options.metadata]),
     ...(options.extraArgs ?? []),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -13,6 +13,8 @@ import { openAtoll } from '../../src/store/open.js';
 export interface OpenStoreOptions {
   readonly dataDir: string;
   readonly backend: 'fs' | 'memory';
+  /** Metadata URL (postgres://...); absent: SQLite in the data directory. */
+  readonly metadata?: string;
   readonly gcGraceMs?: number;
   readonly hashing?: boolean;
 }

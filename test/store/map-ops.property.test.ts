@@ -8,14 +8,18 @@
 // every `extents()` answer with the model; at the end of each run a GC runs and then every volume
 // and every snapshot file (through `readObject`) must equal the model. The memory backend gets the
 // long run (>= 10,000 operations), the fs backend a shorter one that also closes and reopens the
-// store. Replay or extend: SEED=<seed> [FC_PATH=<path>] NUM_RUNS=<n> MAX_OPS=<n> (fast-check
-// prints seed and path on failure; each failure also prints the resolved operation log).
+// store. The same suites run with PostgreSQL metadata (a throwaway cluster, a fresh schema per
+// run) and fewer runs, since every metadata call is a round trip with an fsync'd commit:
+// PG_NUM_RUNS=<n> asks for more there. Replay or extend: SEED=<seed> [FC_PATH=<path>]
+// NUM_RUNS=<n> MAX_OPS=<n> (fast-check prints seed and path on failure; each failure also prints
+// the resolved operation log).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { blockSizeBytes, cloneDepthMax } from '../../src/core/limits.js';
 import type { BlockIO } from '../../src/pipeline/stage.js';
 import type { Atoll, Principal } from '../../src/store/api.js';
+import { describeWithPostgresCluster } from '../helpers/pg-cluster.js';
 import {
   assertBytesEqual,
   errorCode,
@@ -47,6 +51,8 @@ interface RealState {
   caller: Principal;
   readonly dataDir: string;
   readonly backend: 'fs' | 'memory';
+  /** The run's metadata URL (PostgreSQL), or undefined for SQLite in dataDir. */
+  readonly metadata: string | undefined;
   readonly handles: Map<string, BlockIO>;
   readonly log: string[];
   ops: number;
@@ -680,7 +686,11 @@ class Reopen extends Base {
     this.say(r, 'close and reopen the store');
     r.handles.clear();
     await r.atoll.close();
-    const opened = await openStore({ dataDir: r.dataDir, backend: r.backend });
+    const opened = await openStore({
+      dataDir: r.dataDir,
+      backend: r.backend,
+      ...(r.metadata === undefined ? {} : { metadata: r.metadata }),
+    });
     r.atoll = opened.atoll;
     r.caller = await opened.atoll.authenticate(opened.adminToken);
   }
@@ -823,6 +833,8 @@ interface SuiteOptions {
   readonly numRuns: number;
   readonly maxOps: number;
   readonly reopen: boolean;
+  /** A fresh PostgreSQL URL per run; absent: SQLite. */
+  readonly metadata?: () => string;
 }
 
 function envNumber(name: string): number | undefined {
@@ -835,23 +847,32 @@ function envNumber(name: string): number | undefined {
 
 async function runSuite(options: SuiteOptions): Promise<void> {
   const seed = envNumber('SEED') ?? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
-  const numRuns = envNumber('NUM_RUNS') ?? options.numRuns;
+  const onPostgres = options.metadata !== undefined;
+  const numRuns =
+    envNumber('NUM_RUNS') ?? (onPostgres ? envNumber('PG_NUM_RUNS') : undefined) ?? options.numRuns;
   const maxOps = envNumber('MAX_OPS') ?? options.maxOps;
   const path = process.env.FC_PATH;
-  console.log(`# map-ops ${options.backend}: SEED=${seed} NUM_RUNS=${numRuns} MAX_OPS=${maxOps}`);
+  const label = `${options.backend}${onPostgres ? '+postgres' : ''}`;
+  console.log(`# map-ops ${label}: SEED=${seed} NUM_RUNS=${numRuns} MAX_OPS=${maxOps}`);
   let totalOps = 0;
   let runs = 0;
   const property = fc.asyncProperty(commandList(options.reopen, maxOps), async (cmds) => {
     const dataDir = await makeTempDir(`mapops-${options.backend}`);
     const m: ModelState = { model: new VolumeModel(), nextVolume: 1, nextSnapshot: 1 };
+    const metadata = options.metadata?.();
     let r: RealState | undefined;
     try {
-      const opened = await openStore({ dataDir, backend: options.backend });
+      const opened = await openStore({
+        dataDir,
+        backend: options.backend,
+        ...(metadata === undefined ? {} : { metadata }),
+      });
       const real: RealState = {
         atoll: opened.atoll,
         caller: await opened.atoll.authenticate(opened.adminToken),
         dataDir,
         backend: options.backend,
+        metadata,
         handles: new Map(),
         log: [],
         ops: 0,
@@ -888,7 +909,7 @@ async function runSuite(options: SuiteOptions): Promise<void> {
     endOnFailure: process.env.SHRINK === '0',
     includeErrorInReport: true,
   });
-  console.log(`# map-ops ${options.backend}: ${runs} runs, ${totalOps} operations`);
+  console.log(`# map-ops ${label}: ${runs} runs, ${totalOps} operations`);
   for (const [kind, t] of timing) {
     console.log(
       `#   ${kind}: ${t.n} ops, ${Math.round(t.ms)} ms, ${(t.ms / t.n).toFixed(1)} ms/op`,
@@ -904,3 +925,22 @@ test('map operations match the naive model (memory backend)', { timeout: 20 * 60
 test('map operations match the naive model (fs backend)', { timeout: 20 * 60_000 }, () =>
   runSuite({ backend: 'fs', numRuns: 5, maxOps: 150, reopen: true }),
 );
+
+describeWithPostgresCluster('map operations on PostgreSQL metadata', (freshUrl) => {
+  test(
+    'map operations match the naive model (memory backend, postgres)',
+    {
+      timeout: 20 * 60_000,
+    },
+    () =>
+      runSuite({ backend: 'memory', numRuns: 3, maxOps: 200, reopen: false, metadata: freshUrl }),
+  );
+
+  test(
+    'map operations match the naive model (fs backend, postgres)',
+    {
+      timeout: 20 * 60_000,
+    },
+    () => runSuite({ backend: 'fs', numRuns: 2, maxOps: 150, reopen: true, metadata: freshUrl }),
+  );
+});

@@ -89,6 +89,9 @@ interface ServeOptions {
   readonly cephId?: string;
   readonly nbdAllowRemote?: boolean;
   readonly gcGraceMs?: string;
+  readonly metadata?: string;
+  readonly metadataPool?: string;
+  readonly volumeLeaseMs?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -108,6 +111,17 @@ export function registerServe(program: Command): void {
     )
     .option('--nbd-allow-remote', 'serve NBD beyond loopback without TLS (trusted networks only)')
     .option('--gc-grace-ms <MS>', 'GC spares blocks younger than this (default 60000; tests)')
+    .option(
+      '--metadata <sqlite|URL>',
+      'metadata: sqlite (DATA/atoll.db, default) or postgres://USER@HOST:PORT/DB, which ' +
+        'several rados nodes may share',
+    )
+    .option('--metadata-pool <N>', 'postgres: connections of this node (1..100, default 10)')
+    .option(
+      '--volume-lease-ms <MS>',
+      'rados: volume lease lifetime, 1000..600000 (default 15000): a dead node frees its ' +
+        'volumes after this',
+    )
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -120,6 +134,15 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   if (backend === 'rados' && options.pool === undefined) {
     throw new UsageError('--backend rados needs --pool POOL (and --ceph-conf FILE)');
+  }
+  const metadata = parseMetadata(options, backend);
+  let volumeLeaseTtlMs: number | undefined;
+  if (options.volumeLeaseMs !== undefined) {
+    volumeLeaseTtlMs = Number(options.volumeLeaseMs);
+    if (!/^\d{4,6}$/.test(options.volumeLeaseMs) || volumeLeaseTtlMs > 600_000) {
+      throw new UsageError(`invalid --volume-lease-ms '${options.volumeLeaseMs}': 1000..600000`);
+    }
+    if (backend !== 'rados') throw new UsageError('--volume-lease-ms needs --backend rados');
   }
   const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
   const { destination, pino } = await import('pino');
@@ -148,6 +171,8 @@ async function serve(options: ServeOptions): Promise<void> {
     logger,
     ...rados,
     ...(gcGraceMs === undefined ? {} : { gcGraceMs }),
+    ...metadata,
+    ...(volumeLeaseTtlMs === undefined ? {} : { volumeLeaseTtlMs }),
   });
   let frontEnds: FrontEnds;
   try {
@@ -175,6 +200,33 @@ async function serve(options: ServeOptions): Promise<void> {
   await atoll.close();
   logger.info('stopped');
   process.exit(0);
+}
+
+/** `--metadata` and `--metadata-pool`, checked before anything opens. */
+function parseMetadata(
+  options: ServeOptions,
+  backend: 'fs' | 'memory' | 'rados',
+): { metadata?: string; metadataPoolMax?: number } {
+  const url = options.metadata;
+  const postgres = url !== undefined && /^postgres(?:ql)?:\/\//.test(url);
+  if (url !== undefined && url !== 'sqlite' && !postgres) {
+    throw new UsageError(
+      `invalid --metadata '${url}': expected sqlite or postgres://USER@HOST:PORT/DB`,
+    );
+  }
+  if (postgres && backend === 'memory') {
+    // The database would outlive the blocks it describes.
+    throw new UsageError('--backend memory keeps blocks only until exit: use it with sqlite');
+  }
+  if (options.metadataPool !== undefined) {
+    if (!postgres) throw new UsageError('--metadata-pool needs --metadata postgres://...');
+    const poolMax = Number(options.metadataPool);
+    if (!/^\d{1,3}$/.test(options.metadataPool) || poolMax < 1 || poolMax > 100) {
+      throw new UsageError(`invalid --metadata-pool '${options.metadataPool}': expected 1..100`);
+    }
+    return { metadata: url, metadataPoolMax: poolMax };
+  }
+  return url === undefined ? {} : { metadata: url };
 }
 
 function nextSignal(): Promise<NodeJS.Signals> {

@@ -325,9 +325,17 @@ export class SqliteMetadata implements Metadata {
       `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    const parentExists = this.db.prepare('SELECT 1 FROM maps WHERE id = ?');
     try {
       return this.db.transaction(() =>
         volumes.map(({ volume, map }) => {
+          // Checked before the insert: map ids are reused, so a collected parent's id could be
+          // given to this very map and the foreign key would hold (a map that is its own parent).
+          if (map.parentId !== null && parentExists.get(map.parentId) === undefined) {
+            throw new StoreError('NOT_FOUND', 'the source of the clone changed meanwhile; retry', {
+              retryable: true,
+            });
+          }
           const mapId = num(
             insertMap.run(map.sizeBytes, map.parentId, map.parentLimitBytes, map.depth)
               .lastInsertRowid,
