@@ -372,7 +372,11 @@ export function acquireLease(
     return { ...current, expiresAtMs: nowMs + ttlMs };
   }
   if (current !== undefined && current.expiresAtMs > nowMs) {
-    throw new StoreError('CONFLICT', `lock ${name} is held by ${current.owner}`);
+    throw new StoreError(
+      'CONFLICT',
+      `lock ${name} is held by ${current.owner} until ${new Date(current.expiresAtMs).toISOString()}`,
+      { details: { owner: current.owner, expiresAtMs: current.expiresAtMs } },
+    );
   }
   return { name, owner, epoch: (state?.epoch ?? 0) + 1, expiresAtMs: nowMs + ttlMs };
 }

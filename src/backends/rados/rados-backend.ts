@@ -8,6 +8,7 @@
 //     RADOS lock "atoll.lease", exclusive, duration = ttl, cookie = OWNER@INSTANCE
 //     xattr atoll.epoch   last epoch issued, 16 hex digits (so string order = number order)
 //     xattr atoll.holder  cookie of the epoch's holder, '' after unlock
+//     xattr atoll.expires when the holder's lease ends (ms, decimal; informational only)
 //
 // Every data call is one asynchronous librados call (rados_aio_*), so the event loop never
 // waits on RADOS; calls without an aio form (lock, listing) run on the libuv pool. Timeouts are
@@ -97,6 +98,7 @@ const defaultTimeoutMs = 30_000;
 const lockName = 'atoll.lease';
 const epochXattr = 'atoll.epoch';
 const holderXattr = 'atoll.holder';
+const expiresXattr = 'atoll.expires';
 const lockNamespaceSuffix = 'atoll.locks';
 /** Holder cookies are OWNER@INSTANCE; owners are at most 256 characters. */
 const xattrBytesMax = 512;
@@ -353,16 +355,21 @@ export class RadosBackend implements Backend {
     return this.#serialized(name, async () => {
       const cookie = this.#cookie(owner);
       const startMs = this.#now();
-      await this.#run(`lock ${name}`, () =>
-        this.#locks.lockExclusive(
-          name,
-          lockName,
-          cookie,
-          owner,
-          ttlMs,
-          LIBRADOS_LOCK_FLAG_MAY_RENEW,
-        ),
-      );
+      try {
+        await this.#run(`lock ${name}`, () =>
+          this.#locks.lockExclusive(
+            name,
+            lockName,
+            cookie,
+            owner,
+            ttlMs,
+            LIBRADOS_LOCK_FLAG_MAY_RENEW,
+          ),
+        );
+      } catch (err) {
+        if (!(err instanceof StoreError && err.code === 'CONFLICT')) throw err;
+        throw await this.#heldError(name, err);
+      }
       const [storedEpoch, holder] = await Promise.all([
         this.#getLockXattr(name, epochXattr),
         this.#getLockXattr(name, holderXattr),
@@ -379,6 +386,7 @@ export class RadosBackend implements Backend {
               ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(holder)],
               ['setxattr', epochXattr, Buffer.from(formatEpoch(epoch))],
               ['setxattr', holderXattr, Buffer.from(cookie)],
+              ['setxattr', expiresXattr, Buffer.from(String(startMs + ttlMs))],
             ]),
           );
         } catch (err) {
@@ -423,6 +431,8 @@ export class RadosBackend implements Backend {
               Buffer.from(formatEpoch(lease.epoch)),
             ],
             ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(cookie)],
+            // Informational, for the error another owner gets while we hold the lock.
+            ['setxattr', expiresXattr, Buffer.from(String(startMs + ttlMs))],
           ]),
         );
       } catch (err) {
@@ -576,6 +586,27 @@ export class RadosBackend implements Backend {
       this.#fenceXattrs.set(leaseName, xattr);
     }
     return xattr;
+  }
+
+  /** CONFLICT naming the holder (its owner id) and when its lease ends, as far as recorded. */
+  async #heldError(name: string, cause: StoreError): Promise<StoreError> {
+    const [holder, expires] = await Promise.all([
+      this.#getLockXattr(name, holderXattr).catch(() => ''),
+      this.#getLockXattr(name, expiresXattr).catch(() => ''),
+    ]);
+    // The cookie is OWNER@INSTANCE; the instance part is ours, not the caller's business.
+    const at = holder.lastIndexOf('@');
+    const owner = holder === '' ? undefined : at < 0 ? holder : holder.slice(0, at);
+    const expiresAtMs = /^[0-9]{1,16}$/.test(expires) ? Number(expires) : undefined;
+    const until = expiresAtMs === undefined ? '' : ` until ${new Date(expiresAtMs).toISOString()}`;
+    return new StoreError(
+      'CONFLICT',
+      `lock ${name} is held by ${owner ?? 'another owner'}${until}`,
+      {
+        cause,
+        details: { owner, expiresAtMs },
+      },
+    );
   }
 
   async #getLockXattr(name: string, xattr: string): Promise<string> {
