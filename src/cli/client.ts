@@ -2,7 +2,10 @@
 // A small fetch-based client of the HTTP front end. It reads ATOLL_URL (default
 // http://127.0.0.1:8080) and ATOLL_TOKEN, sends the token as X-Auth-Token, and turns every
 // error answer into a RemoteError carrying the server's code and message.
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import type { ErrorCode } from '../core/errors.js';
 import type { ObjectPath } from '../store/api.js';
@@ -83,6 +86,59 @@ export class AtollClient {
     return (await response.json()) as T;
   }
 
+  /**
+   * PUT a large body with node:http, streamed from `body` (fetch's web-stream bridge halved the
+   * upload rate of `atoll put`). Resolves with the answer's headers; ≥ 400 is a RemoteError.
+   */
+  async upload(path: string, body: Readable, headers: Record<string, string>) {
+    const answer = await this.#raw('PUT', path, headers, body);
+    const text = await readText(answer);
+    const status = answer.statusCode ?? 0;
+    if (status >= 400) throw remoteErrorOfText(status, answer.statusMessage ?? '', text);
+    return answer.headers;
+  }
+
+  /** GET a large body with node:http: the answer is the stream itself; ≥ 400 is a RemoteError. */
+  async download(path: string): Promise<IncomingMessage> {
+    const answer = await this.#raw('GET', path, {});
+    const status = answer.statusCode ?? 0;
+    if (status >= 400) {
+      throw remoteErrorOfText(status, answer.statusMessage ?? '', await readText(answer));
+    }
+    return answer;
+  }
+
+  #raw(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: Readable,
+  ): Promise<IncomingMessage> {
+    const url = new URL(`${this.url}${path}`);
+    const all = {
+      ...headers,
+      ...(this.#token === undefined ? {} : { 'x-auth-token': this.#token }),
+    };
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const req = send(url, { method, headers: all }, (answer) => {
+        answered = true;
+        resolve(answer);
+      });
+      req.on('error', (err) => {
+        if (!answered) reject(new UnreachableError(this.url, err));
+      });
+      if (body === undefined) req.end();
+      else {
+        // A server that answers early (an error) closes the body's stream: its answer wins.
+        pipeline(body, req).catch((err: unknown) => {
+          if (!answered) reject(new UnreachableError(this.url, err));
+        });
+      }
+    });
+  }
+
   /** Resolve a user-typed file path on the server (own containers win over account names). */
   async resolve(text: string): Promise<ObjectPath> {
     return this.json<ObjectPath>('GET', `/api/resolve?path=${encodeURIComponent(text)}`);
@@ -97,6 +153,21 @@ export function objectUrl(path: ObjectPath): string {
 
 async function remoteErrorOf(response: Response): Promise<RemoteError> {
   const text = await response.text().catch(() => '');
+  return remoteErrorOfText(response.status, response.statusText, text);
+}
+
+async function readText(answer: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of answer as AsyncIterable<Buffer>) {
+    // Answers read as text are small (errors, headers-only); never hold a big one.
+    if (bytes < 64 * 1024) chunks.push(chunk);
+    bytes += chunk.length;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function remoteErrorOfText(status: number, statusText: string, text: string): RemoteError {
   let parsed: z.SafeParseReturnType<unknown, z.infer<typeof errorBody>> | undefined;
   try {
     parsed = errorBody.safeParse(JSON.parse(text));
@@ -104,8 +175,8 @@ async function remoteErrorOf(response: Response): Promise<RemoteError> {
     parsed = undefined;
   }
   if (parsed?.success === true) {
-    return new RemoteError(response.status, parsed.data.error.code, parsed.data.error.message);
+    return new RemoteError(status, parsed.data.error.code, parsed.data.error.message);
   }
-  const detail = text === '' ? response.statusText : text.slice(0, 200);
-  return new RemoteError(response.status, 'IO', `HTTP ${response.status}: ${detail}`);
+  const detail = text === '' ? statusText : text.slice(0, 200);
+  return new RemoteError(status, 'IO', `HTTP ${status}: ${detail}`);
 }

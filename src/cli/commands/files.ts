@@ -7,9 +7,7 @@
 // (your own containers win). Bodies are streamed both ways.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { Principal, SharedObject } from '../../store/api.js';
 import { AtollClient, objectUrl } from '../client.js';
@@ -68,24 +66,21 @@ async function put(local: string, text: string): Promise<void> {
   );
   const client = AtollClient.fromEnv();
   const path = await client.resolve(text);
-  const response = await client.request('PUT', objectUrl(path), {
-    stream: createReadStream(local),
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(sizeBytes) },
+  const headers = await client.upload(objectUrl(path), createReadStream(local), {
+    'content-type': 'application/octet-stream',
+    'content-length': String(sizeBytes),
   });
-  const etag = response.headers.get('etag') ?? '';
+  const etag = String(headers.etag ?? '');
   process.stdout.write(`${path.account}/${path.container}/${path.name} ${etag}\n`);
 }
 
 async function get(text: string, local: string): Promise<void> {
   const client = AtollClient.fromEnv();
   const path = await client.resolve(text);
-  const response = await client.request('GET', objectUrl(path));
+  const source = await client.download(objectUrl(path));
   // Write beside the target and rename, so a failed download never leaves a partial LOCAL.
   const partial = `${local}.atoll-partial-${process.pid}`;
   try {
-    const body = response.body;
-    const source =
-      body === null ? Readable.from([]) : Readable.fromWeb(body as WebReadableStream<Uint8Array>);
     await pipeline(source, createWriteStream(partial));
     await rename(partial, local);
   } catch (err) {
