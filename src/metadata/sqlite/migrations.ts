@@ -12,6 +12,11 @@
 // (ON DELETE CASCADE); a public flag; version numbers from one counter (`counters`), previous
 // versions as rows pointing at their old frozen map (no data copied; GC treats them as map
 // roots); a quota per account (NULL: none).
+//
+// 4: reserved for the images branch (image metadata); a no-op here until the lead reconciles.
+//
+// 5 (I/O pipelines): each volume's pipeline spec (canonical text, '' = none) and the node whose
+// write-back log holds data not yet drained into it (NULL = none); see docs/pipeline.md.
 
 export const migrations: readonly string[] = [
   `
@@ -177,5 +182,12 @@ export const migrations: readonly string[] = [
   CREATE INDEX object_versions_path ON object_versions(account, container, name, version);
   CREATE INDEX object_versions_map ON object_versions(map_id);
   ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER;
+  `,
+  // 4: reserved (images branch).
+  `SELECT 1;`,
+  `
+  ALTER TABLE volumes ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';
+  ALTER TABLE volumes ADD COLUMN log_owner TEXT;
+  CREATE INDEX volumes_log_owner ON volumes(log_owner) WHERE log_owner IS NOT NULL;
   `,
 ];
