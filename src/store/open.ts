@@ -3,7 +3,8 @@
 // creates the "admin" account and writes its token to DATA/admin.token (mode 0600).
 import { randomBytes } from 'node:crypto';
 import { mkdir, open as openFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { FsBackend } from '../backends/fs/fs-backend.js';
@@ -14,6 +15,7 @@ import type { OpenedAtoll } from './api.js';
 import { BlockGuard } from './block-guard.js';
 import { MapCache } from './block-map.js';
 import { AtollService, hashToken } from './service.js';
+import { SharedBlockCache } from './shared-block-cache.js';
 import type { VolumeContext } from './volume.js';
 
 export interface OpenOptions {
@@ -28,6 +30,8 @@ export interface OpenOptions {
   readonly gcIntervalMs?: number;
   /** Hash snapshots in the background (default true). */
   readonly hashing?: boolean;
+  /** Memory for the shared cache of immutable blocks (default 256 MiB; 0 = none). */
+  readonly sharedCacheBytes?: number;
   readonly logger?: Logger;
 }
 
@@ -42,6 +46,7 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   try {
     const choice = options.backend ?? 'fs';
     const backend = await openBackend(choice, dataDir, options.rados);
+    const sharedCacheBytes = options.sharedCacheBytes ?? 256 * 1024 * 1024;
     // Blocks in memory vanish at exit: metadata that outlived them would point at nothing.
     const metadata = SqliteMetadata.open(
       choice === 'memory' ? ':memory:' : join(dataDir, 'atoll.db'),
@@ -52,14 +57,20 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
       guard: new BlockGuard(),
       maps: new MapCache(metadata),
       nowMs: () => Date.now(),
+      ...(sharedCacheBytes === 0 ? {} : { blockCache: new SharedBlockCache(sharedCacheBytes) }),
     };
     const serviceOptions = {
+      nodeId: `${hostname()}:${resolve(dataDir)}`,
+      cacheDir: join(dataDir, 'cache'),
       gcGraceMs: options.gcGraceMs ?? 60_000,
       hashing: options.hashing ?? true,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
     };
     const service = new AtollService(ctx, serviceOptions);
     const adminToken = await ensureAdmin(service, metadata, dataDir);
+    // Write-back logs left by a kill -9 go into their volumes before anything is served.
+    const recovered = await service.recoverCacheLogs();
+    if (recovered > 0) options.logger?.info({ volumes: recovered }, 'replayed write-back logs');
     if (serviceOptions.hashing) void service.resumeHashing();
     const gcIntervalMs = options.gcIntervalMs ?? 600_000;
     const timer =

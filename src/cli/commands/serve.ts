@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { Atoll } from '../../store/api.js';
 import { UsageError } from '../errors.js';
+import { parseSize } from '../size.js';
 
 // The server's modules (store, SQLite, fastify, NBD) load only when `serve` runs, so client
 // commands start fast.
@@ -89,6 +90,7 @@ interface ServeOptions {
   readonly cephId?: string;
   readonly nbdAllowRemote?: boolean;
   readonly gcGraceMs?: string;
+  readonly sharedCache?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -108,6 +110,10 @@ export function registerServe(program: Command): void {
     )
     .option('--nbd-allow-remote', 'serve NBD beyond loopback without TLS (trusted networks only)')
     .option('--gc-grace-ms <MS>', 'GC spares blocks younger than this (default 60000; tests)')
+    .option(
+      '--shared-cache <SIZE>',
+      'memory for the shared cache of image and snapshot blocks (default 256M; 0 = none)',
+    )
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -142,12 +148,23 @@ async function serve(options: ServeOptions): Promise<void> {
       throw new UsageError(`invalid --gc-grace-ms '${options.gcGraceMs}': expected milliseconds`);
     }
   }
+  let sharedCacheBytes: number | undefined;
+  if (options.sharedCache !== undefined) {
+    sharedCacheBytes = options.sharedCache === '0' ? 0 : parseSize(options.sharedCache);
+    if (
+      sharedCacheBytes !== 0 &&
+      (sharedCacheBytes < 1024 * 1024 || sharedCacheBytes > 64 * 1024 ** 3)
+    ) {
+      throw new UsageError(`invalid --shared-cache '${options.sharedCache}': 0 or 1M..64G`);
+    }
+  }
   const { atoll } = await openAtoll({
     dataDir: options.data,
     backend,
     logger,
     ...rados,
     ...(gcGraceMs === undefined ? {} : { gcGraceMs }),
+    ...(sharedCacheBytes === undefined ? {} : { sharedCacheBytes }),
   });
   let frontEnds: FrontEnds;
   try {

@@ -20,6 +20,7 @@ import { installErrorHandlers, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/accounts.js';
 import { gcRoutes } from './routes/gc.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { objectRoutes } from './routes/objects.js';
 import { sharingRoutes } from './routes/sharing.js';
 import { snapshotRoutes } from './routes/snapshots.js';
@@ -89,6 +90,7 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
       volumeDataRoutes(api, atoll);
       snapshotRoutes(api, atoll);
       gcRoutes(api, atoll);
+      metricsRoutes(api, atoll);
       sharingRoutes(api, atoll);
     });
     // /v1 and /public: a missing token is the anonymous caller (the store decides what it gets).

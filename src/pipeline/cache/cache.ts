@@ -65,6 +65,7 @@ const drainRetryMsMax = 5_000;
 
 export class CacheStage extends PassthroughStage {
   readonly mode: CacheMode;
+  readonly options: CacheOptions;
   private readonly clean: ByteLru<number>;
   private readonly tier: DiskTier | null;
   private readonly dirty = new DirtyPages();
@@ -88,6 +89,7 @@ export class CacheStage extends PassthroughStage {
     parts: { tier: DiskTier | null; log: WriteLog | null; replayed: number },
   ) {
     super(next);
+    this.options = options;
     this.mode = options.mode;
     assert(options.mode !== 'off', 'mode off builds no stage');
     assert(options.mode !== 'writeback' || parts.log !== null, 'write-back has a log');
@@ -409,6 +411,11 @@ export class CacheStage extends PassthroughStage {
       const err = await round;
       if (err !== null) throw err;
     }
+  }
+
+  /** Every write acknowledged so far reaches the next stage (e.g. before a snapshot). */
+  async drainWritten(): Promise<void> {
+    if (this.log !== null) await this.drainUpTo(this.log.lastSeq);
   }
 
   /** Drain everything and empty the log (callers hold new writes back first). */
