@@ -58,10 +58,14 @@ export interface CacheStats {
 }
 
 /** Runs written below at once by a drain round. */
-const drainConcurrency = 8;
+const drainConcurrency = 32;
+/** Pages one drain round takes, oldest writes first, so log segments free up every round. */
+const drainRoundPagesMax = 8192;
 /** Writers allowed to wait for dirty space before new ones fail (retryable). */
 const dirtyWaitersMax = 4096;
 const drainRetryMsMax = 5_000;
+/** How long an unpressed drainer lets dirty pages gather before a round. */
+const drainIdleMs = 100;
 
 export class CacheStage extends PassthroughStage {
   readonly mode: CacheMode;
@@ -72,11 +76,14 @@ export class CacheStage extends PassthroughStage {
   private readonly log: WriteLog | null;
   private readonly readAhead: ReadAhead;
   private readonly dirtyBytesMax: number;
+  private readonly logBytesMax: number;
   private invalidations = 0;
+  private dirtyReservedBytes = 0;
   private lowerUnflushed = false;
   /** One of: a drain round, or a trim/zero going below (keeps their order below fixed). */
   private lowerTurn: Promise<void> = Promise.resolve();
   private drainActive = false;
+  private wakeDrainer: (() => void) | null = null;
   private draining: Promise<void> = Promise.resolve();
   private roundWaiters: ((err: unknown) => void)[] = [];
   private stopped = false;
@@ -95,6 +102,7 @@ export class CacheStage extends PassthroughStage {
     assert(options.mode !== 'writeback' || parts.log !== null, 'write-back has a log');
     const cleanBytes = options.mode === 'writeback' ? options.memBytes / 2 : options.memBytes;
     this.dirtyBytesMax = options.memBytes / 2;
+    this.logBytesMax = Math.floor(options.diskBytes / 2);
     this.tier = parts.tier;
     this.clean = new ByteLru<number>(Math.floor(cleanBytes), (page, data) =>
       this.tier?.put(page, data),
@@ -260,7 +268,26 @@ export class CacheStage extends PassthroughStage {
     const endBytes = offsetBytes + data.length;
     const first = Math.floor(offsetBytes / pageBytes);
     const last = Math.floor((endBytes - 1) / pageBytes);
-    await this.admitDirty((last - first + 1) * pageBytes);
+    const reservedBytes = (last - first + 1) * pageBytes;
+    await this.admitDirty(reservedBytes);
+    try {
+      await this.writeBackAdmitted(offsetBytes, data, first, last);
+    } finally {
+      this.dirtyReservedBytes -= reservedBytes;
+      assert(this.dirtyReservedBytes >= 0, 'reservations never go negative');
+    }
+    this.kickDrain();
+  }
+
+  private async writeBackAdmitted(
+    offsetBytes: number,
+    data: Uint8Array,
+    first: number,
+    last: number,
+  ): Promise<void> {
+    const log = this.log;
+    assert(log !== null, 'write-back has a log');
+    const endBytes = offsetBytes + data.length;
     const partial = [first, last].filter((page) => !this.covers(page, offsetBytes, endBytes));
     const copy = Buffer.from(data); // the caller may reuse its buffer once we resolve
     await this.dirty.withLocks(partial, async () => {
@@ -293,7 +320,6 @@ export class CacheStage extends PassthroughStage {
         }
       });
     });
-    this.kickDrain();
   }
 
   private covers(page: number, startBytes: number, endBytes: number): boolean {
@@ -427,12 +453,39 @@ export class CacheStage extends PassthroughStage {
   }
 
   private nextRound(): Promise<unknown> {
-    return new Promise<unknown>((resolve) => this.roundWaiters.push(resolve));
+    const round = new Promise<unknown>((resolve) => this.roundWaiters.push(resolve));
+    this.wakeDrainer?.();
+    return round;
   }
 
+  /**
+   * Without pressure (nobody waiting, dirty pages and log well below their limits) the drainer
+   * waits a little before a round: rounds get bigger, coalesce better, and the flush each one
+   * ends with (an fsync of backend objects on fs) runs a few times a second, not continuously.
+   */
+  private async pace(): Promise<void> {
+    const pressure = () =>
+      this.stopped ||
+      this.roundWaiters.length > 0 ||
+      this.dirty.bytes > this.dirtyBytesMax / 4 ||
+      (this.log?.bytes ?? 0) > this.logBytesMax / 4;
+    if (pressure()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, drainIdleMs);
+      this.wakeDrainer = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wakeDrainer = null;
+  }
+
+  /** Wait for dirty space and reserve it (writes in flight count before their pages land). */
   private async admitDirty(bytes: number): Promise<void> {
     // An empty cache admits any write: one larger than the space must not wait forever.
-    while (this.dirty.bytes > 0 && this.dirty.bytes + bytes > this.dirtyBytesMax) {
+    for (;;) {
+      const used = this.dirty.bytes + this.dirtyReservedBytes;
+      if (used === 0 || used + bytes <= this.dirtyBytesMax) break;
       if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
       if (this.roundWaiters.length >= dirtyWaitersMax) {
         throw new StoreError('IO', 'write-back cache is full', { retryable: true });
@@ -441,6 +494,7 @@ export class CacheStage extends PassthroughStage {
       this.kickDrain();
       await round;
     }
+    this.dirtyReservedBytes += bytes;
   }
 
   private kickDrain(): void {
@@ -454,6 +508,7 @@ export class CacheStage extends PassthroughStage {
   private async drainLoop(): Promise<void> {
     let retryMs = 10;
     while (!this.stopped && this.dirty.size > 0) {
+      await this.pace();
       let failure: unknown = null;
       try {
         await this.inLowerTurn(() => this.drainRound());
@@ -480,7 +535,7 @@ export class CacheStage extends PassthroughStage {
   private async drainRound(): Promise<void> {
     const log = this.log;
     assert(log !== null, 'write-back has a log');
-    const work = this.dirty.snapshot();
+    const work = this.dirty.oldest(drainRoundPagesMax);
     const runs = coalesce(work);
     let nextRun = 0;
     const worker = async () => {
@@ -520,6 +575,7 @@ export class CacheStage extends PassthroughStage {
     if (this.log !== null) {
       await this.drainAll();
       this.stopped = true;
+      this.wakeDrainer?.();
       await this.log.close();
     } else {
       this.stopped = true;
@@ -537,6 +593,7 @@ export class CacheStage extends PassthroughStage {
   /** Stop without draining (the volume is deleted, or a test simulates a crash). */
   async abandon(): Promise<void> {
     this.stopped = true;
+    this.wakeDrainer?.();
     await this.draining.catch(() => {});
     await this.log?.close().catch(() => {});
     this.clean.clear();

@@ -44,6 +44,14 @@ export class DirtyPages {
     return [...this.pages].sort((a, b) => a[0] - b[0]);
   }
 
+  /** The `count` pages with the oldest writes, in page order (a drain round's work list). */
+  oldest(count: number): [number, DirtyPage][] {
+    const all = [...this.pages];
+    const taken =
+      all.length <= count ? all : all.sort((a, b) => a[1].seq - b[1].seq).slice(0, count);
+    return taken.sort((a, b) => a[0] - b[0]);
+  }
+
   /** Forget a drained page unless it was written again or is being merged into right now. */
   removeIfUnchanged(page: number, drained: DirtyPage): boolean {
     if (this.pages.get(page) !== drained || this.locks.has(page)) return false;

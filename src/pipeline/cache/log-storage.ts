@@ -3,6 +3,7 @@
 // memory form models what fsync promises: `crash()` keeps each segment's synced bytes plus a
 // random prefix of the rest (a torn tail), which is exactly what the log's checksums must handle.
 
+import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -47,7 +48,9 @@ export class FsLogStorage implements LogStorage {
       this.files.set(name, file);
       this.dirSyncNeeded = true;
     }
-    const { bytesWritten } = await file.handle.write(data, 0, data.length, file.sizeBytes);
+    // A synchronous write into the page cache (microseconds): through the thread pool it would
+    // queue behind the backend's fsyncs, and every write-back acknowledgement would wait.
+    const bytesWritten = writeSync(file.handle.fd, data, 0, data.length, file.sizeBytes);
     if (bytesWritten !== data.length) throw new StoreError('IO', `short write to log ${name}`);
     file.sizeBytes += data.length;
   }

@@ -49,7 +49,9 @@ export class WriteLog {
   private reservedBytes = 0;
   private appending: Segment | null = null;
   private nextSeq: number;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly queue: QueuedRecord[] = [];
+  private writing: Promise<void> | null = null;
+  private failure: StoreError | null = null;
   private syncChain: Promise<void> = Promise.resolve();
   private spaceWaiters: (() => void)[] = [];
   private closed = false;
@@ -74,34 +76,60 @@ export class WriteLog {
 
   /**
    * Append one record. `onAppended(seq)` runs synchronously right after the record reached the
-   * storage, in sequence order across all appends, so callers can publish in log order.
+   * storage, in sequence order across all appends, so callers can publish in log order. Records
+   * queued while a write is under way go out together in the next one (group append).
    */
   append(offsetBytes: number, data: Uint8Array, onAppended: (seq: number) => void): Promise<void> {
     const recordBytes = recordHeaderBytes + data.length;
     // Space is reserved before the record queues, so a release never waits behind an append.
-    const run = this.reserve(recordBytes).then(() => {
-      const step = this.chain.then(async () => {
-        if (this.closed) throw new StoreError('ABORTED', 'the write log is closed');
-        const seq = this.nextSeq++;
-        const segment = await this.segmentFor(seq, recordBytes);
+    return this.reserve(recordBytes).then(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          if (this.closed || this.failure !== null) {
+            this.reservedBytes -= recordBytes;
+            reject(this.failure ?? new StoreError('ABORTED', 'the write log is closed'));
+            return;
+          }
+          this.queue.push({ offsetBytes, data, recordBytes, onAppended, resolve, reject });
+          if (this.writing === null) this.writing = this.writeQueued();
+        }),
+    );
+  }
+
+  private async writeQueued(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = takeBatch(this.queue);
+      const firstSeq = this.nextSeq;
+      this.nextSeq += batch.length;
+      const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
+      try {
+        const segment = await this.segmentFor(firstSeq, bytes);
+        const encoded = batch.map((r, i) => encodeRecord(firstSeq + i, r.offsetBytes, r.data));
         this.appending = segment;
         try {
-          await this.storage.append(segment.name, encodeRecord(seq, offsetBytes, data));
+          await this.storage.append(segment.name, Buffer.concat(encoded, bytes));
         } finally {
           this.appending = null;
         }
-        segment.lastSeq = seq;
-        segment.sizeBytes += recordBytes;
+        segment.lastSeq = firstSeq + batch.length - 1;
+        segment.sizeBytes += bytes;
         segment.synced = false;
-        onAppended(seq);
+      } catch (err) {
+        // A failed append may have left part of a record: later records would sit after a tear,
+        // so the log takes no more (the volume's writes fail until it is reopened and replayed).
+        this.failure = new StoreError('IO', 'write-back log append failed', { cause: err });
+        for (const r of [...batch, ...this.queue.splice(0)]) {
+          this.reservedBytes -= r.recordBytes;
+          r.reject(this.failure);
+        }
+        break;
+      }
+      batch.forEach((r, i) => {
+        r.onAppended(firstSeq + i);
+        r.resolve();
       });
-      this.chain = step.catch(() => {});
-      return step.catch((err: unknown) => {
-        this.reservedBytes -= recordBytes;
-        throw err;
-      });
-    });
-    return run;
+    }
+    this.writing = null;
   }
 
   /** Make every append that resolved before the call durable (group commit: one fsync each). */
@@ -146,7 +174,7 @@ export class WriteLog {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.chain;
+    await this.writing;
     for (const wake of this.spaceWaiters) wake();
     await this.storage.close();
   }
@@ -186,6 +214,30 @@ export class WriteLog {
     this.segments.push(segment);
     return segment;
   }
+}
+
+interface QueuedRecord {
+  readonly offsetBytes: number;
+  readonly data: Uint8Array;
+  readonly recordBytes: number;
+  readonly onAppended: (seq: number) => void;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** Bytes of records written by one append (at least one record, however large). */
+const batchBytesMax = 4 * 1024 * 1024;
+
+function takeBatch(queue: QueuedRecord[]): QueuedRecord[] {
+  let bytes = 0;
+  let count = 0;
+  for (const r of queue) {
+    if (count > 0 && bytes + r.recordBytes > batchBytesMax) break;
+    bytes += r.recordBytes;
+    count++;
+  }
+  assert(count >= 1, 'a batch has a record');
+  return queue.splice(0, count);
 }
 
 export function segmentName(firstSeq: number): string {
