@@ -64,7 +64,27 @@ export class SharedBlockCache {
     const first = Math.floor(offsetBytes / sharedChunkBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / sharedChunkBytes);
     const chunks: Promise<Uint8Array>[] = [];
-    for (let c = first; c <= last; c++) chunks.push(this.chunk(backend, name, c));
+    let missing: number[] = [];
+    // Runs of missing chunks go to the backend as one read each (one round trip, not one per
+    // 64 KiB); chunks cached or already being fetched are shared.
+    const flush = () => {
+      if (missing.length === 0) return;
+      const run = this.fetchRun(backend, name, missing[0] as number, missing.length);
+      missing.forEach((_, i) => {
+        chunks[(missing[0] as number) + i - first] = run.then((all) => all[i] as Uint8Array);
+      });
+      missing = [];
+    };
+    for (let c = first; c <= last; c++) {
+      const known = this.known(name, c);
+      if (known !== undefined) {
+        flush();
+        chunks[c - first] = known;
+      } else {
+        missing.push(c);
+      }
+    }
+    flush();
     const loaded = await Promise.all(chunks);
     loaded.forEach((chunk, i) => {
       const chunkStart = (first + i) * sharedChunkBytes;
@@ -74,41 +94,59 @@ export class SharedBlockCache {
     });
   }
 
-  private chunk(backend: Backend, name: string, index: number): Promise<Uint8Array> {
+  /** A cached chunk, or the fetch already under way, or undefined (a miss). */
+  private known(name: string, index: number): Promise<Uint8Array> | undefined {
     const key = `${name}@${index}`;
     const cached = this.lru.get(key);
-    if (cached !== undefined) {
-      this.hits++;
-      return Promise.resolve(cached);
-    }
-    const pending = this.fetching.get(key);
-    if (pending !== undefined) {
-      this.hits++;
-      return pending;
-    }
-    this.misses++;
+    const pending = cached === undefined ? this.fetching.get(key) : Promise.resolve(cached);
+    if (pending !== undefined) this.hits++;
+    return pending;
+  }
+
+  /** Fetch `count` chunks from `index` in one backend read; keep them unless too busy. */
+  private fetchRun(
+    backend: Backend,
+    name: string,
+    index: number,
+    count: number,
+  ): Promise<Uint8Array[]> {
+    this.misses += count;
+    const fetch = this.fetch(backend, name, index, count);
     // Too many fetches already: read without keeping (the cache never grows a queue).
-    if (this.fetching.size >= fetchesMax) return this.fetch(backend, name, index);
-    const fetch = this.fetch(backend, name, index);
-    this.fetching.set(key, fetch);
-    const forget = () => this.fetching.delete(key);
-    fetch.then((chunk) => {
-      forget();
-      this.lru.set(key, chunk);
-    }, forget);
+    if (this.fetching.size >= fetchesMax) return fetch;
+    for (let i = 0; i < count; i++) {
+      const key = `${name}@${index + i}`;
+      const one = fetch.then((all) => all[i] as Uint8Array);
+      this.fetching.set(key, one);
+      one.then(
+        (chunk) => {
+          this.fetching.delete(key);
+          this.lru.set(key, chunk);
+        },
+        () => this.fetching.delete(key),
+      );
+    }
     return fetch;
   }
 
-  private async fetch(backend: Backend, name: string, index: number): Promise<Uint8Array> {
-    const chunk = Buffer.alloc(sharedChunkBytes);
+  private async fetch(
+    backend: Backend,
+    name: string,
+    index: number,
+    count: number,
+  ): Promise<Uint8Array[]> {
+    const span = Buffer.alloc(count * sharedChunkBytes);
     const startBytes = index * sharedChunkBytes;
     if (backend.readInto !== undefined) {
-      await backend.readInto(name, startBytes, chunk, 0, sharedChunkBytes);
+      await backend.readInto(name, startBytes, span, 0, span.length);
     } else {
-      const data = await backend.read(name, startBytes, sharedChunkBytes);
-      assert(data.length <= sharedChunkBytes, 'backend returned at most what was asked');
-      chunk.set(data);
+      const data = await backend.read(name, startBytes, span.length);
+      assert(data.length <= span.length, 'backend returned at most what was asked');
+      span.set(data);
     }
-    return chunk;
+    // Each chunk its own copy: a chunk evicted must not pin the whole span.
+    return Array.from({ length: count }, (_, i) =>
+      Buffer.from(span.subarray(i * sharedChunkBytes, (i + 1) * sharedChunkBytes)),
+    );
   }
 }
