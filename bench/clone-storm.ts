@@ -4,10 +4,10 @@
 // -F raw` per clone, 1,000 times, in the same run on the same disk. Prints the ratio last.
 //   node dist/bench/clone-storm.js [--clones N] [--dir DIR]
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildImage } from './lib/image.js';
 import { api, ms, startServer, table } from './lib/server.js';
 
 const { values } = parseArgs({
@@ -22,29 +22,19 @@ const MiB = 1024 ** 2;
 const imageBytes = 10 * GiB;
 const chunkBytes = 16 * MiB;
 const dataChunks = GiB / chunkBytes; // 1 GiB of real data, spread over the 10 GiB
-const strideBytes = imageBytes / dataChunks;
 
 const work = await mkdtemp(join(values.dir!, 'atoll-clone-storm-'));
 const server = await startServer(join(work, 'atoll'));
 try {
   // The image: a volume with 1 GiB of data, snapshotted into the file snapshots/base.
-  await api(server, 'POST', '/api/volumes', { name: 'base', sizeBytes: imageBytes });
-  const raw = await open(join(work, 'base.raw'), 'w');
-  await raw.truncate(imageBytes);
-  for (let i = 0; i < dataChunks; i++) {
-    const data = randomBytes(chunkBytes);
-    await api(server, 'PUT', `/api/volumes/base/data?offset=${i * strideBytes}`, data);
-    await raw.write(data, 0, chunkBytes, i * strideBytes);
-  }
-  await raw.sync();
-  await raw.close();
-  await api(server, 'POST', '/api/volumes/base/snapshots', { name: 'base' });
-  // Let background hashing of the image finish, so the storm measures cloning alone.
-  for (let i = 0; i < 600; i++) {
-    const snap = (await api(server, 'GET', '/api/snapshots/base')).json<{ hashed: boolean }>();
-    if (snap.hashed) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await buildImage(server, {
+    volume: 'base',
+    snapshot: 'base',
+    imageBytes,
+    chunkBytes,
+    dataChunks,
+    rawPath: join(work, 'base.raw'),
+  });
 
   let t = process.hrtime.bigint();
   for (let i = 0; i < clones; i++) {

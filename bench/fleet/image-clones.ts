@@ -7,10 +7,10 @@
 // batch under 500 ms. Prints the ratio last.
 //   node dist/bench/fleet/image-clones.js [--clones N] [--runs N] [--dir DIR]
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildImage } from '../lib/image.js';
 import { api, ms, startServer, table } from '../lib/server.js';
 
 const { values } = parseArgs({
@@ -27,29 +27,21 @@ const MiB = 1024 ** 2;
 const imageBytes = 10 * GiB;
 const chunkBytes = 16 * MiB;
 const dataChunks = 16; // 256 MiB of data
-const strideBytes = imageBytes / dataChunks;
 
 const work = await mkdtemp(join(values.dir!, 'atoll-fleet-'));
 const server = await startServer(join(work, 'atoll'));
 try {
   // The image: a volume written with the data, snapshotted into snapshots/base (hashed), then
   // registered as the image "base" (an image is any file: an upload works the same).
-  await api(server, 'POST', '/api/volumes', { name: 'build', sizeBytes: imageBytes });
-  const raw = await open(join(work, 'base.raw'), 'w');
-  await raw.truncate(imageBytes);
-  for (let i = 0; i < dataChunks; i++) {
-    const data = randomBytes(chunkBytes);
-    await api(server, 'PUT', `/api/volumes/build/data?offset=${i * strideBytes}`, data);
-    await raw.write(data, 0, chunkBytes, i * strideBytes);
-  }
-  await raw.sync();
-  await raw.close();
-  await api(server, 'POST', '/api/volumes/build/snapshots', { name: 'base' });
-  for (let i = 0; i < 1200; i++) {
-    const snap = (await api(server, 'GET', '/api/snapshots/base')).json<{ hashed: boolean }>();
-    if (snap.hashed) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const strideBytes = await buildImage(server, {
+    volume: 'build',
+    snapshot: 'base',
+    imageBytes,
+    chunkBytes,
+    dataChunks,
+    rawPath: join(work, 'base.raw'),
+    hashWaitMs: 120_000,
+  });
   await api(server, 'POST', '/api/images', {
     name: 'base',
     path: 'snapshots/base',
