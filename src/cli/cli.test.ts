@@ -132,6 +132,23 @@ describe('atoll CLI against atoll serve', () => {
     await expectFailure(['account', 'create', 'b o b'], 1, /^atoll: INVALID: /);
   });
 
+  it('creates, rotates and revokes tokens', async () => {
+    const first = (await expectOk(['account', 'create', 'tok'])).stdout.trim();
+    const as = (token: string) => ({ ATOLL_TOKEN: token });
+    const second = (await expectOk(['token', 'create'], as(first))).stdout.trim();
+    const third = (await expectOk(['token', 'create'], as(first))).stdout.trim();
+    await expectOk(['volume', 'list'], as(second));
+    await expectOk(['token', 'revoke'], as(second));
+    await expectFailure(['volume', 'list'], 1, /^atoll: UNAUTHENTICATED: /, as(second));
+    await expectFailure(['token', 'revoke', '--user', 'x'], 2, /--user needs --account/);
+    const denied = ['token', 'revoke', '--account', 'bob'];
+    await expectFailure(denied, 1, /^atoll: PERMISSION: /, as(first));
+    const all = await expectOk(['token', 'revoke', '--account', 'tok'], as(first));
+    assert.equal(all.stdout.trim(), '1 revoked');
+    await expectFailure(['volume', 'list'], 1, /^atoll: UNAUTHENTICATED: /, as(third));
+    await expectOk(['volume', 'list'], as(first));
+  });
+
   it('creates, lists and shows volumes', async () => {
     assert.equal((await expectOk(['volume', 'create', 'v1', '--size', '1M'])).stdout, 'v1\n');
     const table = await expectOk(['volume', 'list']);

@@ -16,6 +16,7 @@ import { registerServe } from './commands/serve.js';
 import { registerSharing } from './commands/sharing.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerSync } from './commands/sync.js';
+import { registerToken } from './commands/token.js';
 import { registerUser } from './commands/user.js';
 import { registerVolume } from './commands/volume.js';
 import { exitUsage, reportOf } from './errors.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerAccount(program);
   registerUser(program);
+  registerToken(program);
   registerVolume(program);
   registerSnapshot(program);
   registerImage(program);

@@ -223,6 +223,34 @@ function describeAccounts(withNodes: WithNodes): void {
       assert.ok((await m.findToken('t1')) !== undefined, 'tokens without expiry stay');
     }));
 
+  it('revokes one token, or all of an account or user but the caller', () =>
+    withNodes(1, async ([db]) => {
+      const m = db as Metadata;
+      await withAccount(m);
+      await m.createAccount('other', 1);
+      const own = { account: 'acc', user: '', admin: true, superuser: false };
+      const bob = { account: 'acc', user: 'bob', admin: false, superuser: false };
+      await m.addToken('a1', own, 1);
+      await m.addToken('a2', own, 1);
+      await m.addToken('b1', bob, 1);
+      await m.addToken('b2', { ...bob, expiresMs: 9000 }, 1);
+      await m.addToken('o1', { account: 'other', user: '', admin: true, superuser: false }, 1);
+      assert.equal(await m.deleteToken('a2'), true);
+      assert.equal(await m.deleteToken('a2'), false, 'a revoked token is gone');
+      assert.equal(await m.findToken('a2'), undefined);
+      assert.equal(await m.deleteTokens('acc', 'bob'), 2, "only bob's tokens");
+      assert.equal(await m.findToken('b1'), undefined);
+      assert.ok((await m.findToken('a1')) !== undefined);
+      await m.addToken('a3', own, 1);
+      await m.addToken('b3', bob, 1);
+      assert.equal(await m.deleteTokens('acc', undefined, 'a1'), 2, 'all but the kept one');
+      assert.ok((await m.findToken('a1')) !== undefined, 'the kept token stays');
+      assert.equal(await m.findToken('a3'), undefined);
+      assert.equal(await m.findToken('b3'), undefined);
+      assert.ok((await m.findToken('o1')) !== undefined, 'other accounts are untouched');
+      assert.equal(await m.deleteTokens('nobody', undefined), 0);
+    }));
+
   it('adds users once', () =>
     withNodes(1, async ([db]) => {
       const m = db as Metadata;

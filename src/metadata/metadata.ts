@@ -231,6 +231,13 @@ export interface Metadata {
   findToken(tokenHash: string): Promise<TokenRow | undefined>;
   /** Forget tokens that expired before `nowMs`; returns how many. */
   deleteExpiredTokens(nowMs: number): Promise<number>;
+  /** Revoke one token; false when no token has that hash. */
+  deleteToken(tokenHash: string): Promise<boolean>;
+  /**
+   * Revoke the tokens of `account` (only those of `user` when given; '' is the account's own
+   * tokens), except the one whose hash is `keepHash`. Returns how many were revoked.
+   */
+  deleteTokens(account: string, user: string | undefined, keepHash?: string): Promise<number>;
   addUser(user: UserRow, createdMs: number): Promise<void>;
   getUser(account: string, name: string): Promise<UserRow | undefined>;
   getAccount(name: string): Promise<AccountRow | undefined>;

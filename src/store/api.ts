@@ -333,6 +333,23 @@ export interface Atoll {
   ): Promise<UserInfo>;
   /** Swift v1 auth: `account:user` and key for a token that expires. */
   authenticateKey(account: string, user: string, key: string): Promise<AuthTicket>;
+  /**
+   * A new token with the caller's rights that does not expire (account admins only: other users'
+   * tokens come from v1 auth and expire). Lets an admin rotate: create, switch, revoke the old.
+   */
+  createToken(caller: Principal): Promise<{ account: string; user: string; token: string }>;
+  /** Revoke the token presented (log out); UNAUTHENTICATED when it is not a valid token. */
+  revokeToken(token: string): Promise<void>;
+  /**
+   * Revoke every token of `account` (of one user when `user` is given; '' is the account's own
+   * tokens), except the caller's `keepToken`. Superusers and the account's admins. Returns how
+   * many were revoked. Revocation holds at once on every node: each request looks its token up.
+   */
+  revokeTokens(
+    caller: Principal,
+    account: string,
+    options: { user?: string; keepToken?: string },
+  ): Promise<number>;
 
   accountInfo(caller: Principal, account: string): Promise<AccountInfo>;
   updateAccountMeta(caller: Principal, account: string, changes: MetaRecord): Promise<void>;

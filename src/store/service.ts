@@ -245,6 +245,41 @@ export class AtollService implements Atoll {
     return { account, token, expiresMs };
   }
 
+  async createToken(caller: Principal) {
+    checkAuthenticated(caller);
+    if (!caller.admin) {
+      throw new StoreError('PERMISSION', 'only account admins may create tokens; use v1 auth');
+    }
+    const token = randomBytes(24).toString('base64url');
+    await this.ctx.metadata.addToken(
+      hashToken(token),
+      { account: caller.account, user: caller.user, admin: true, superuser: caller.superuser },
+      this.ctx.nowMs(),
+    );
+    return { account: caller.account, user: caller.user, token };
+  }
+
+  async revokeToken(token: string): Promise<void> {
+    await this.authenticate(token);
+    // Two concurrent revocations of one token: the second finds it gone, which is its goal too.
+    await this.ctx.metadata.deleteToken(hashToken(token));
+  }
+
+  async revokeTokens(
+    caller: Principal,
+    account: string,
+    options: { user?: string; keepToken?: string },
+  ): Promise<number> {
+    checkName('account', account);
+    if (options.user !== undefined && options.user !== '') checkName('user', options.user);
+    checkUserAdmin(caller, account);
+    if (!(await this.ctx.metadata.accountExists(account))) {
+      throw new StoreError('NOT_FOUND', `no account ${account}`);
+    }
+    const keep = options.keepToken === undefined ? undefined : hashToken(options.keepToken);
+    return this.ctx.metadata.deleteTokens(account, options.user, keep);
+  }
+
   /** `ACCOUNT:USER` as Swift v1 auth sends it. */
   splitAuthUser(text: string): { account: string; user: string } {
     return splitAuthUser(text);

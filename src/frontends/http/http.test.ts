@@ -152,6 +152,9 @@ describe('public routes and authentication', () => {
     assert.match(doc.openapi, /^3\.0\./);
     for (const path of [
       '/api/accounts',
+      '/api/tokens',
+      '/api/tokens/self',
+      '/api/accounts/{account}/tokens',
       '/api/volumes',
       '/api/volumes/{name}',
       '/api/volumes/{name}/resize',
@@ -216,6 +219,59 @@ describe('accounts', () => {
       401,
       'UNAUTHENTICATED',
     );
+  });
+});
+
+describe('tokens', () => {
+  const whoami = (token: string) => call('GET', '/api/whoami', { token });
+
+  it('creates, revokes (self, one user, all but the caller) and refuses the rest', async () => {
+    const made = await call('POST', '/api/tokens', { token: aliceToken });
+    assert.equal(made.status, 201);
+    const second = (made.json as { token: string }).token;
+    assert.deepEqual((await whoami(second)).json, (await whoami(aliceToken)).json);
+
+    const user = { user: 'bob', key: 'bob-key-1' };
+    const created = await call('POST', '/api/accounts/alice/users', { token: second, json: user });
+    assert.equal(created.status, 201);
+    const v1 = await fetch(`${server.url}/auth/v1.0`, {
+      headers: { 'x-auth-user': 'alice:bob', 'x-auth-key': 'bob-key-1' },
+    });
+    const bobToken = v1.headers.get('x-auth-token') ?? '';
+    assert.equal((await whoami(bobToken)).status, 200);
+    await expectError(call('POST', '/api/tokens', { token: bobToken }), 403, 'PERMISSION');
+    await expectError(
+      call('DELETE', '/api/accounts/admin/tokens', { token: aliceToken }),
+      403,
+      'PERMISSION',
+    );
+    await expectError(call('DELETE', '/api/accounts/alice/tokens?user=a%20b'), 400, 'INVALID');
+    await expectError(call('DELETE', '/api/accounts/alice/tokens?all=1'), 400, 'INVALID');
+    await expectError(call('DELETE', '/api/accounts/nobody/tokens'), 404, 'NOT_FOUND');
+    assert.equal((await whoami(bobToken)).status, 200, 'refused requests revoked nothing');
+
+    const oneUser = await call('DELETE', '/api/accounts/alice/tokens?user=bob', { token: second });
+    assert.deepEqual(oneUser.json, { revoked: 1 });
+    await expectError(whoami(bobToken), 401, 'UNAUTHENTICATED');
+    assert.equal((await whoami(second)).status, 200, "the account's own tokens stay");
+
+    assert.equal((await call('DELETE', '/api/tokens/self', { token: second })).status, 204);
+    await expectError(whoami(second), 401, 'UNAUTHENTICATED');
+    await expectError(
+      call('DELETE', '/api/tokens/self', { token: second }),
+      401,
+      'UNAUTHENTICATED',
+    );
+
+    const third = (
+      (await call('POST', '/api/tokens', { token: aliceToken })).json as {
+        token: string;
+      }
+    ).token;
+    const all = await call('DELETE', '/api/accounts/alice/tokens', { token: aliceToken });
+    assert.deepEqual(all.json, { revoked: 1 });
+    await expectError(whoami(third), 401, 'UNAUTHENTICATED');
+    assert.equal((await whoami(aliceToken)).status, 200, "the caller's token is kept");
   });
 });
 

@@ -228,6 +228,47 @@ const paths = {
       },
     },
   },
+  '/api/tokens': {
+    post: {
+      summary: "A new non-expiring token with the caller's rights (account admins)",
+      responses: {
+        201: ok('Created', {
+          type: 'object',
+          properties: {
+            account: { type: 'string' },
+            user: { type: 'string' },
+            token: { type: 'string' },
+          },
+        }),
+        ...errors(401, 403),
+      },
+    },
+  },
+  '/api/tokens/self': {
+    delete: {
+      summary: 'Revoke the token of this request (log out)',
+      responses: { 204: noContent, ...errors(401) },
+    },
+  },
+  '/api/accounts/{account}/tokens': {
+    parameters: [
+      { ...volumeName, name: 'account', description: 'Account name' },
+      {
+        name: 'user',
+        in: 'query',
+        required: false,
+        description: "Only this user's tokens ('' for the account's own tokens)",
+        schema: { type: 'string' },
+      },
+    ],
+    delete: {
+      summary: "Revoke the account's tokens but the caller's (superusers and account admins)",
+      responses: {
+        200: ok('Revoked', { type: 'object', properties: { revoked: { type: 'integer' } } }),
+        ...errors(...volumeOp),
+      },
+    },
+  },
   '/api/volumes': {
     get: {
       summary: "List the caller's volumes",

@@ -25,6 +25,7 @@ import { objectRoutes } from './routes/objects.js';
 import { sharingRoutes } from './routes/sharing.js';
 import { snapshotRoutes } from './routes/snapshots.js';
 import { swiftPublicRoutes } from './routes/swift-auth.js';
+import { tokenRoutes } from './routes/tokens.js';
 import { volumeDataRoutes } from './routes/volume-data.js';
 import { volumeRoutes } from './routes/volumes.js';
 
@@ -86,6 +87,7 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
         (_request, body, done) => done(null, body),
       );
       accountRoutes(api, atoll);
+      tokenRoutes(api, atoll);
       volumeRoutes(api, atoll);
       volumeDataRoutes(api, atoll);
       snapshotRoutes(api, atoll);

@@ -216,6 +216,28 @@ export class PostgresMetadata implements Metadata {
     );
   }
 
+  async deleteToken(tokenHash: string): Promise<boolean> {
+    const n = await this.run(
+      'DELETE FROM tokens WHERE token_hash = $1',
+      [tokenHash],
+      'deleteToken',
+    );
+    return n > 0;
+  }
+
+  async deleteTokens(
+    account: string,
+    user: string | undefined,
+    keepHash?: string,
+  ): Promise<number> {
+    return this.run(
+      `DELETE FROM tokens WHERE account = $1 AND ($2::text IS NULL OR "user" = $2)
+         AND ($3::text IS NULL OR token_hash <> $3)`,
+      [account, user ?? null, keepHash ?? null],
+      'deleteTokens',
+    );
+  }
+
   async addUser(user: UserRow, createdMs: number): Promise<void> {
     try {
       await this.pool.query(

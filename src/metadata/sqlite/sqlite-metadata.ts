@@ -255,6 +255,27 @@ export class SqliteMetadata implements Metadata {
     ).changes;
   }
 
+  async deleteToken(tokenHash: string): Promise<boolean> {
+    const changes = await this.durable(
+      () => this.prepare('DELETE FROM tokens WHERE token_hash = ?').run(tokenHash).changes,
+    );
+    return changes > 0;
+  }
+
+  async deleteTokens(
+    account: string,
+    user: string | undefined,
+    keepHash?: string,
+  ): Promise<number> {
+    return this.durable(
+      () =>
+        this.prepare(
+          `DELETE FROM tokens WHERE account = ? AND (? IS NULL OR user = ?)
+             AND (? IS NULL OR token_hash <> ?)`,
+        ).run(account, user ?? null, user ?? null, keepHash ?? null, keepHash ?? null).changes,
+    );
+  }
+
   async addUser(user: UserRow, createdMs: number): Promise<void> {
     try {
       await this.durable(() =>
