@@ -22,6 +22,8 @@ export interface OpenOptions {
   readonly dataDir: string;
   /** 'fs' (default, objects under DATA/), 'memory', 'rados', or a ready backend (tests). */
   readonly backend?: 'fs' | 'memory' | 'rados' | Backend;
+  /** With a ready backend: other nodes use it too, so they may share the metadata (tests). */
+  readonly backendShared?: boolean;
   /**
    * Where the metadata lives: absent or 'sqlite' (DATA/atoll.db), or a PostgreSQL URL
    * `postgres://USER@HOST:PORT/DB[?schema=NAME]` that several rados nodes may share (an fs or
@@ -37,6 +39,12 @@ export interface OpenOptions {
   /** Background GC period (default 10 min; 0 = only when asked). */
   readonly gcIntervalMs?: number;
   /**
+   * How often open volumes commit maps a client left unflushed (default: a quarter of the GC
+   * grace, at most 10 s, at least 1 s; 0 = never). Must stay below the grace of every node that
+   * shares the store, whose GC sees only committed maps.
+   */
+  readonly commitIntervalMs?: number;
+  /**
    * With backend 'rados' (shared by nodes), how long a volume lease lives without renewal
    * (1000..600000 ms, default 15000): a node that dies frees its volumes after this.
    */
@@ -51,6 +59,13 @@ export interface OpenedStore extends OpenedAtoll {
 }
 
 export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
+  const commitMs = options.commitIntervalMs;
+  if (
+    commitMs !== undefined &&
+    !(Number.isInteger(commitMs) && commitMs >= 0 && commitMs <= 3_600_000)
+  ) {
+    throw new StoreError('INVALID', 'commit interval must be 0..3600000 ms');
+  }
   const dataDir = options.dataDir;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const releaseDir = await lockDataDir(dataDir);
@@ -61,7 +76,12 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
     try {
       metadata = await openMetadata({
         dataDir,
-        blocks: choice === 'rados' ? 'shared' : choice === 'memory' ? 'volatile' : 'local',
+        blocks:
+          choice === 'rados' || (typeof choice === 'object' && options.backendShared === true)
+            ? 'shared'
+            : choice === 'memory'
+              ? 'volatile'
+              : 'local',
         ...(options.metadata === undefined ? {} : { url: options.metadata }),
         ...(options.metadataPoolMax === undefined ? {} : { poolMax: options.metadataPoolMax }),
       });
@@ -108,9 +128,28 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
     const timer =
       gcIntervalMs > 0 ? setInterval(() => void service.collectGarbage(), gcIntervalMs) : null;
     timer?.unref();
+    const commitIntervalMs =
+      options.commitIntervalMs ??
+      Math.max(1_000, Math.min(10_000, Math.floor(serviceOptions.gcGraceMs / 4)));
+    if (
+      commitIntervalMs > 0 &&
+      commitIntervalMs >= serviceOptions.gcGraceMs &&
+      serviceOptions.gcGraceMs > 0
+    ) {
+      options.logger?.warn(
+        { commitIntervalMs, gcGraceMs: serviceOptions.gcGraceMs },
+        'commit interval not below the GC grace: other nodes may collect uncommitted blocks',
+      );
+    }
+    const committer =
+      commitIntervalMs > 0
+        ? setInterval(() => void service.commitOpenVolumes(), commitIntervalMs)
+        : null;
+    committer?.unref();
     const close = service.close.bind(service);
     service.close = async () => {
       if (timer !== null) clearInterval(timer);
+      if (committer !== null) clearInterval(committer);
       try {
         await close();
         await metadata.close();

@@ -1417,6 +1417,25 @@ export class AtollService implements Atoll {
     await this.ctx.backend.flush();
   }
 
+  /**
+   * Flush every open volume that has changes no flush has committed yet. Run on a timer: other
+   * nodes' GC sees only committed maps, so a block written here must reach the metadata within
+   * their grace period even when the client never flushes. Returns how many were committed.
+   */
+  async commitOpenVolumes(): Promise<number> {
+    if (this.closing) return 0;
+    const due = [...this.volumes.values()]
+      .map((pending) => peek(pending))
+      .filter((v): v is Volume => v?.uncommitted === true);
+    const results = await Promise.allSettled(due.map((v) => v.flush()));
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        this.options.logger?.warn({ err: r.reason }, 'periodic commit of a volume failed');
+      }
+    }
+    return results.filter((r) => r.status === 'fulfilled').length;
+  }
+
   // ---- helpers ---------------------------------------------------------------------------------
 
   /** After hashing: maps that point at a hashed private block point at its hash instead. */

@@ -177,6 +177,11 @@ export class Volume implements BlockIO, MapView {
     return mapExtents(this, offsetBytes, lengthBytes);
   }
 
+  /** Written or resized since the last flush captured the map. */
+  get uncommitted(): boolean {
+    return this.dirty.size > 0 || this.metaDirty;
+  }
+
   flush(): Promise<void> {
     // The map is captured now, at the call: a flush covers exactly the writes that completed
     // before it, and captures reach the metadata in call order (flushes and snapshots share

@@ -6,13 +6,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { Backend } from '../../src/backends/backend.js';
 import { type ErrorCode, isStoreError } from '../../src/core/errors.js';
 import type { OpenedAtoll } from '../../src/store/api.js';
 import { openAtoll } from '../../src/store/open.js';
 
 export interface OpenStoreOptions {
   readonly dataDir: string;
-  readonly backend: 'fs' | 'memory';
+  readonly backend: 'fs' | 'memory' | Backend;
+  /** With a ready backend: other nodes (other stores in this process) use it too. */
+  readonly backendShared?: boolean;
+  readonly gcIntervalMs?: number;
+  readonly commitIntervalMs?: number;
   /** Metadata URL (postgres://...); absent: SQLite in the data directory. */
   readonly metadata?: string;
   readonly gcGraceMs?: number;

@@ -89,6 +89,7 @@ interface ServeOptions {
   readonly cephId?: string;
   readonly nbdAllowRemote?: boolean;
   readonly gcGraceMs?: string;
+  readonly commitIntervalMs?: string;
   readonly metadata?: string;
   readonly metadataPool?: string;
   readonly volumeLeaseMs?: string;
@@ -111,6 +112,10 @@ export function registerServe(program: Command): void {
     )
     .option('--nbd-allow-remote', 'serve NBD beyond loopback without TLS (trusted networks only)')
     .option('--gc-grace-ms <MS>', 'GC spares blocks younger than this (default 60000; tests)')
+    .option(
+      '--commit-interval-ms <MS>',
+      'commit maps clients left unflushed this often (default grace/4, 1000..10000; 0 = never)',
+    )
     .option(
       '--metadata <sqlite|URL>',
       'metadata: sqlite (DATA/atoll.db, default) or postgres://USER@HOST:PORT/DB, which ' +
@@ -165,12 +170,22 @@ async function serve(options: ServeOptions): Promise<void> {
       throw new UsageError(`invalid --gc-grace-ms '${options.gcGraceMs}': expected milliseconds`);
     }
   }
+  let commitIntervalMs: number | undefined;
+  if (options.commitIntervalMs !== undefined) {
+    commitIntervalMs = Number(options.commitIntervalMs);
+    if (!/^\d{1,10}$/.test(options.commitIntervalMs)) {
+      throw new UsageError(
+        `invalid --commit-interval-ms '${options.commitIntervalMs}': expected milliseconds`,
+      );
+    }
+  }
   const { atoll } = await openAtoll({
     dataDir: options.data,
     backend,
     logger,
     ...rados,
     ...(gcGraceMs === undefined ? {} : { gcGraceMs }),
+    ...(commitIntervalMs === undefined ? {} : { commitIntervalMs }),
     ...metadata,
     ...(volumeLeaseTtlMs === undefined ? {} : { volumeLeaseTtlMs }),
   });
