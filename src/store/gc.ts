@@ -85,9 +85,12 @@ export class GarbageCollector {
         scanned++;
         if (!blockNamePattern.test(info.name) || referenced.has(info.name)) return;
         if (startedMs - info.mtimeMs < this.options.graceMs) return;
-        candidates.push({ name: info.name, sizeBytes: info.sizeBytes });
+        // One run deletes at most this many; the rest wait for the next run (bounded memory).
+        if (candidates.length < gcDeletesPerRunMax) {
+          candidates.push({ name: info.name, sizeBytes: info.sizeBytes });
+        }
       });
-      for (const c of candidates.slice(0, gcDeletesPerRunMax)) {
+      for (const c of candidates) {
         const claim = guard.claim(c.name);
         if (claim === null) continue;
         try {
