@@ -42,6 +42,11 @@ export interface MapView {
   readonly entries: ReadonlyMap<number, Entry>;
   readonly parent: FrozenMap | null;
   readonly parentLimitBytes: number;
+  /**
+   * Optional: block `idx` named private object `missing`, which is gone; take the entry the
+   * metadata has now if hashing elsewhere replaced it (a volume's own map).
+   */
+  refreshEntry?(idx: number, missing: string): Promise<void>;
 }
 
 export class FrozenMap implements MapView {
@@ -161,6 +166,27 @@ export class MapCache {
     );
     this.maps.set(id, map);
     return map;
+  }
+
+  /**
+   * Another node may have hashed a map cached here (its private blocks became content hashes in
+   * the metadata) and then collected the private blocks. Reload every cached map that still
+   * names private object `name`: frozen content never changes, only where its bytes live.
+   */
+  async refreshHolding(name: string): Promise<void> {
+    const stale = [...this.maps.values()].filter((map) =>
+      [...map.entries.values()].some((e) => e.kind === 'private' && e.name === name),
+    );
+    for (const map of stale) {
+      const loaded = await this.metadata.getMapWithEntries(map.id);
+      if (loaded === undefined) continue; // deleted: the read fails as it would have
+      const entries = entriesFromRows(loaded.entries);
+      if (loaded.map.hashed) {
+        map.becomeHashed(entries);
+      } else {
+        map.entries = entries;
+      }
+    }
   }
 
   cached(): IterableIterator<FrozenMap> {

@@ -10,11 +10,13 @@ import { isStoreError, StoreError } from '../core/errors.js';
 import { blockSizeBytes } from '../core/limits.js';
 import type { Extent } from '../pipeline/stage.js';
 import type { BlockGuard } from './block-guard.js';
-import { type BlockSource, type MapView, resolveBlock } from './block-map.js';
+import { type BlockSource, type MapCache, type MapView, resolveBlock } from './block-map.js';
 
 export interface ReadContext {
   readonly backend: Backend;
   readonly guard: BlockGuard;
+  /** Cached frozen maps, refreshed when one points at an object another node freed. */
+  readonly maps?: MapCache;
 }
 
 const resolveAttemptsMax = 3;
@@ -37,13 +39,27 @@ export async function readBlockInto(
       return;
     } catch (err) {
       // A vanished object means hashing swapped the entry and GC freed the old block: resolve
-      // again. Persisting NOT_FOUND is corruption.
+      // again. When hashing ran on another node, this node's maps still name the old block:
+      // take the entries the metadata has now. Persisting NOT_FOUND is corruption.
       if (!isStoreError(err, 'NOT_FOUND')) throw err;
       if (attempt >= resolveAttemptsMax) {
         throw new StoreError('CORRUPT', `block ${idx} points at a missing object`, { cause: err });
       }
+      await refreshAfterMissing(ctx, view, idx, source);
     }
   }
+}
+
+/** After `source` of block `idx` was found missing: reload what may name it from the metadata. */
+export async function refreshAfterMissing(
+  ctx: ReadContext,
+  view: MapView,
+  idx: number,
+  source: BlockSource,
+): Promise<void> {
+  if (source.kind !== 'object' || source.entry.kind !== 'private') return;
+  await ctx.maps?.refreshHolding(source.entry.name);
+  await view.refreshEntry?.(idx, source.entry.name);
 }
 
 export async function readSourceInto(

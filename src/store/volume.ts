@@ -19,7 +19,7 @@
 import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';
 import { chunksLength, joinChunks, sliceChunks } from '../core/chunks.js';
-import { StoreError } from '../core/errors.js';
+import { isStoreError, StoreError } from '../core/errors.js';
 import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
 import type { EntryRow, Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
 import type { BlockIO, Extent, WriteFlags } from '../pipeline/stage.js';
@@ -27,6 +27,7 @@ import type { BlockGuard } from './block-guard.js';
 import {
   type Entry,
   entriesFromRows,
+  entryFromRow,
   entryToRow,
   type FrozenMap,
   hashEntry,
@@ -35,7 +36,13 @@ import {
   resolveBlock,
   zeroEntry,
 } from './block-map.js';
-import { blockPieces, mapExtents, readBlockInto, readSourceInto } from './block-reader.js';
+import {
+  blockPieces,
+  mapExtents,
+  readBlockInto,
+  readSourceInto,
+  refreshAfterMissing,
+} from './block-reader.js';
 
 export interface VolumeContext {
   readonly backend: Backend;
@@ -175,6 +182,19 @@ export class Volume implements BlockIO, MapView {
   async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
     this.checkRange(offsetBytes, lengthBytes);
     return mapExtents(this, offsetBytes, lengthBytes);
+  }
+
+  /** See MapView.refreshEntry: hashing on another node replaced a shared block of ours. */
+  async refreshEntry(idx: number, missing: string): Promise<void> {
+    const entry = this.entries.get(idx);
+    if (entry?.kind !== 'private' || entry.name !== missing || this.dirty.has(idx)) return;
+    const loaded = await this.ctx.metadata.getMapWithEntries(this.mapId);
+    const row = loaded?.entries.find((e) => e.idx === idx);
+    if (row === undefined) return;
+    const now = entryFromRow(row);
+    // Only the swap hashing makes (same bytes under a content hash) is taken, and only if the
+    // entry did not change here meanwhile.
+    if (now.kind === 'hash' && this.entries.get(idx) === entry) this.entries.set(idx, now);
   }
 
   /** Written or resized since the last flush captured the map. */
@@ -456,6 +476,21 @@ export class Volume implements BlockIO, MapView {
 
   /** Give block `idx` a private block of the current epoch holding its data plus `data`. */
   private async copyOnWrite(idx: number, offsetInBlock: number, data: Uint8Array): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const source = resolveBlock(this, idx);
+      try {
+        await this.copyOnWriteOnce(idx, offsetInBlock, data);
+        return;
+      } catch (err) {
+        // The source vanished: hashing on another node swapped it and GC freed it (see
+        // readBlockInto). Take the metadata's entries and copy again.
+        if (!isStoreError(err, 'NOT_FOUND') || attempt >= 3) throw err;
+        await refreshAfterMissing(this.ctx, this, idx, source);
+      }
+    }
+  }
+
+  private async copyOnWriteOnce(idx: number, offsetInBlock: number, data: Uint8Array) {
     const name = this.privateName(idx);
     const source = resolveBlock(this, idx);
     // A write that covers the whole block replaces it: nothing to copy.
