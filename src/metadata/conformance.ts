@@ -829,6 +829,27 @@ function describeGc(withNodes: WithNodes): void {
       assert.equal(await m.getSnapshot('acc', 's'), undefined);
       assert.equal(await m.deleteDeadMaps(), 1);
     }));
+
+  it('never gives a collected map id to a new map', () =>
+    withNodes(1, async ([db]) => {
+      // Maps are cached by id: a reused id would make a cached map stand for another one.
+      const m = db as Metadata;
+      await withAccount(m);
+      const seen = new Set<number>();
+      for (let round = 0; round < 3; round++) {
+        const [v] = await m.createVolumes([volume(`v${round}`)]);
+        const file = await m.putObject({ object: object('c', `f${round}`, 1), entries: [] });
+        assert.ok(v !== undefined);
+        for (const id of [v.mapId, file.mapId]) {
+          assert.ok(!seen.has(id), `map id ${id} given twice`);
+          seen.add(id);
+        }
+        // The newest maps are collected, which is when MAX(id)+1 would hand their ids out again.
+        await m.deleteVolume(v.id);
+        await m.deleteObject('acc', 'c', `f${round}`);
+        assert.equal(await m.deleteDeadMaps(), 2);
+      }
+    }));
 }
 
 function describeRaces(withNodes: WithNodes, factory: MetadataFactory): void {

@@ -209,7 +209,26 @@ export class SqliteMetadata implements Metadata {
         db.pragma(`user_version = ${i + 1}`);
       })();
     }
+    // Map ids come from a counter, never from MAX(id)+1: a deleted map's id must not come back,
+    // or a map cached by id (here, or on a node that cached it before) would stand for another.
+    // Seeded (and raised past any existing id) at every open, so no migration is needed.
+    db.transaction(() => {
+      db.prepare("INSERT OR IGNORE INTO counters(name, value) VALUES ('map', 0)").run();
+      db.prepare(
+        `UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM maps))
+           WHERE name = 'map'`,
+      ).run();
+    })();
     return new SqliteMetadata(db, db.memory ? null : new WalSync(`${path}-wal`));
+  }
+
+  /** A map id never used before (inside the caller's transaction). */
+  private nextMapId(): number {
+    const row = this.prepare(
+      "UPDATE counters SET value = value + 1 WHERE name = 'map' RETURNING value",
+    ).get() as Row | undefined;
+    assert(row !== undefined, 'map id counter exists');
+    return num(row.value);
   }
 
   /** Run `fn` as one transaction; resolves once it is on stable storage (group commit). */
@@ -339,8 +358,8 @@ export class SqliteMetadata implements Metadata {
 
   async createVolumes(volumes: readonly NewVolume[]): Promise<VolumeRow[]> {
     const insertMap = this.prepare(
-      `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
-       VALUES (?, ?, ?, ?, 0)`,
+      `INSERT INTO maps(id, size_bytes, parent_id, parent_limit_bytes, depth, frozen)
+       VALUES (?, ?, ?, ?, ?, 0)`,
     );
     const insertVolume = this.prepare(
       `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
@@ -350,17 +369,15 @@ export class SqliteMetadata implements Metadata {
     try {
       return this.db.transaction(() =>
         volumes.map(({ volume, map }) => {
-          // Checked before the insert: map ids are reused, so a collected parent's id could be
-          // given to this very map and the foreign key would hold (a map that is its own parent).
+          // The source may have been collected meanwhile (map ids are never reused, but the
+          // clone must not point at a parent that is gone).
           if (map.parentId !== null && parentExists.get(map.parentId) === undefined) {
             throw new StoreError('NOT_FOUND', 'the source of the clone changed meanwhile; retry', {
               retryable: true,
             });
           }
-          const mapId = num(
-            insertMap.run(map.sizeBytes, map.parentId, map.parentLimitBytes, map.depth)
-              .lastInsertRowid,
-          );
+          const mapId = this.nextMapId();
+          insertMap.run(mapId, map.sizeBytes, map.parentId, map.parentLimitBytes, map.depth);
           insertVolume.run(
             volume.id,
             volume.account,
@@ -505,13 +522,11 @@ export class SqliteMetadata implements Metadata {
         const source = this.prepare('SELECT * FROM maps WHERE id = ?').get(
           request.volumeMapId,
         ) as Row;
-        const mapId = num(
-          this.prepare(
-            `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
-               VALUES (?, ?, ?, ?, 1)`,
-          ).run(source.size_bytes, source.parent_id, source.parent_limit_bytes, source.depth)
-            .lastInsertRowid,
-        );
+        const mapId = this.nextMapId();
+        this.prepare(
+          `INSERT INTO maps(id, size_bytes, parent_id, parent_limit_bytes, depth, frozen)
+             VALUES (?, ?, ?, ?, ?, 1)`,
+        ).run(mapId, source.size_bytes, source.parent_id, source.parent_limit_bytes, source.depth);
         this.prepare(
           `INSERT INTO map_entries(map_id, idx, kind, ref)
              SELECT ?, idx, kind, ref FROM map_entries WHERE map_id = ?`,
@@ -592,12 +607,11 @@ export class SqliteMetadata implements Metadata {
     );
     return await this.durable(() => {
       this.ensureContainer(o.account, o.container, o.modifiedMs);
-      const mapId = num(
-        this.prepare(
-          `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen, hashed)
-             VALUES (?, NULL, 0, 0, 1, 1)`,
-        ).run(o.sizeBytes).lastInsertRowid,
-      );
+      const mapId = this.nextMapId();
+      this.prepare(
+        `INSERT INTO maps(id, size_bytes, parent_id, parent_limit_bytes, depth, frozen, hashed)
+           VALUES (?, ?, NULL, 0, 0, 1, 1)`,
+      ).run(mapId, o.sizeBytes);
       for (const e of request.entries) insert.run(mapId, e.idx, e.kind, e.ref);
       // A snapshot file replaced by an upload is no longer that snapshot.
       this.prepare("DELETE FROM snapshots WHERE account = ? AND name = ? AND ? = 'snapshots'").run(
