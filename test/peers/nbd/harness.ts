@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { type NbdOptions, type NbdServer, startNbd } from '../../../src/frontends/nbd/server.js';
 import type { Atoll, Principal } from '../../../src/store/api.js';
-import { openAtoll } from '../../../src/store/open.js';
+import { type OpenOptions, openAtoll } from '../../../src/store/open.js';
 
 /** Debian's tools first: a pyenv python3 without libnbd may come first on PATH. */
 export const toolEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` };
@@ -46,11 +46,18 @@ export interface HarnessOptions {
   readonly volumes?: Record<string, number>;
   readonly nbd?: Partial<NbdOptions>;
   readonly dir?: string;
+  /** Store options over the defaults (fs backend, SQLite, no hashing): rados, PostgreSQL. */
+  readonly store?: Partial<OpenOptions>;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'atoll-nbd-')));
-  const { atoll } = await openAtoll({ dataDir: dir, backend: 'fs', hashing: false });
+  const { atoll } = await openAtoll({
+    dataDir: dir,
+    backend: 'fs',
+    hashing: false,
+    ...options.store,
+  });
   const admin = await atoll.principalFor('admin');
   const existing = new Set((await atoll.listVolumes(admin)).map((v) => v.name));
   for (const [name, sizeBytes] of Object.entries(options.volumes ?? {})) {

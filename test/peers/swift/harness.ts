@@ -8,7 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { HttpClient, type ServerProcess, startServer } from '../../helpers/server.js';
+import {
+  HttpClient,
+  type ServerProcess,
+  type StartOptions,
+  startServer,
+} from '../../helpers/server.js';
 
 export const toolEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` };
 
@@ -86,9 +91,13 @@ export interface SwiftHarness {
   stop(): Promise<void>;
 }
 
-export async function startSwiftHarness(account: string, key: string): Promise<SwiftHarness> {
+export async function startSwiftHarness(
+  account: string,
+  key: string,
+  serverOptions: Omit<StartOptions, 'dataDir'> = {},
+): Promise<SwiftHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'atoll-swift-'));
-  const server = await startServer({ dataDir: join(dir, 'data') });
+  const server = await startServer({ ...serverOptions, dataDir: join(dir, 'data') });
   const admin = new HttpClient(server.url, server.token);
   await admin.expect(201, '/api/accounts', { method: 'POST', json: { name: account, key } });
   const authUrl = `${server.url}/auth/v1.0`;
