@@ -120,7 +120,11 @@ export interface ServiceOptions {
    * One writer per volume across nodes sharing a backend: take a lease before loading a volume
    * (see volume-lease.ts). Absent: no leases (a backend only this node uses).
    */
-  readonly volumeLeases?: { readonly owner: string; readonly ttlMs?: number };
+  readonly volumeLeases?: {
+    readonly owner: string;
+    readonly ttlMs?: number;
+    readonly acquireWaitMs?: number;
+  };
 }
 
 export const snapshotContentType = 'application/x-atoll-snapshot';

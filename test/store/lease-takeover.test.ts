@@ -4,8 +4,7 @@
 // changes what the new holder sees.
 // Method: two AtollService instances ("nodes" A and B) share one backend and one SQLite file
 // (two connections to one WAL database), each with its own lease owner, BlockGuard and
-// MapCache. A opens two volumes and writes; B's open waits out one lease lifetime and gives up
-// (A renews). Then A stalls: its clock freezes (A believes its lease is fine) and its renewals
+// MapCache. A opens two volumes and writes; B's open waits 3 s and gives up (A renews). Then A stalls: its clock freezes (A believes its lease is fine) and its renewals
 // hang (they never reach the backend). After the lease ran out, B opens both volumes (a higher
 // epoch, claimed in the metadata), writes and flushes. A's late write to a block B wrote is
 // refused by the backend fence, A's late flush by the metadata (FencedError), and a third node C
@@ -32,8 +31,12 @@ import {
 } from '../helpers/ceph-cluster.js';
 import { assertBytesEqual, makeTempDir, patternBytes, removeDir } from '../helpers/store.js';
 
-/** The shortest lease main allows; B's refused open waits ttl + 2 s. */
-const ttlMs = 1_000;
+/**
+ * A's lease is short, as the test waits it out; B's and C's are long, so that a loaded machine
+ * (slow renewals) cannot expire them mid-test. B gives up on a held lease after 3 s.
+ */
+const ttlMsA = 2_000;
+const leaseB = { ttlMs: 15_000, acquireWaitMs: 3_000 };
 const MiB = 1024 * 1024;
 
 /** The backend as a stalled node sees it: once `stalled`, renewals hang for ever. */
@@ -91,7 +94,11 @@ interface Node {
   freeze(): void;
 }
 
-function node(backend: Backend, dbPath: string, owner: string): Node {
+function node(
+  backend: Backend,
+  dbPath: string,
+  lease: { readonly owner: string; readonly ttlMs: number; readonly acquireWaitMs?: number },
+): Node {
   const metadata = SqliteMetadata.open(dbPath);
   let frozenMs: number | null = null;
   const atoll = new AtollService(
@@ -102,7 +109,7 @@ function node(backend: Backend, dbPath: string, owner: string): Node {
       maps: new MapCache(metadata),
       nowMs: () => frozenMs ?? Date.now(),
     },
-    { gcGraceMs: 60_000, hashing: false, volumeLeases: { owner, ttlMs } },
+    { gcGraceMs: 60_000, hashing: false, volumeLeases: lease },
   );
   return {
     atoll,
@@ -140,8 +147,8 @@ async function takeover(
 ) {
   const dbPath = `${dir}/atoll.db`;
   const stalled = new StalledRenewals(backends.a);
-  const a = node(stalled, dbPath, 'node-a');
-  const b = node(backends.b, dbPath, 'node-b');
+  const a = node(stalled, dbPath, { owner: 'node-a', ttlMs: ttlMsA });
+  const b = node(backends.b, dbPath, { owner: 'node-b', ...leaseB });
   try {
     await a.atoll.createAccountUnchecked('admin', undefined, true);
     for (const name of ['v', 'w']) {
@@ -168,7 +175,7 @@ async function takeover(
     stalled.stalled = true;
     a.freeze();
     freezeBackendA();
-    await sleep(ttlMs + 300);
+    await sleep(ttlMsA + 300);
 
     // B takes both volumes over with a higher epoch, writes and flushes.
     const bv = await b.atoll.openVolume(admin, 'v');
@@ -193,7 +200,7 @@ async function takeover(
 
     // A third node reads exactly B's data plus A's flushed writes.
     await b.atoll.close(); // releases B's leases
-    const c = node(backends.c, dbPath, 'node-c');
+    const c = node(backends.c, dbPath, { owner: 'node-c', ...leaseB });
     try {
       const cv = await c.atoll.openVolume(admin, 'v');
       assertBytesEqual(await readBlock(cv, 0), block(11), 'v block 0: B overwrote A');
