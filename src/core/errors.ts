@@ -34,6 +34,28 @@ export class StoreError extends Error {
   }
 }
 
+/**
+ * A change refused because it carries an older lease epoch than the one that now owns the
+ * volume (DESIGN "Consistency": a node that lost its lease cannot write). PERMISSION, so it is
+ * EPERM at the NBD edge and 403 over HTTP; never retryable: the node must reopen the volume.
+ */
+export class FencedError extends StoreError {
+  /** The epoch the refused change carried. */
+  readonly leaseEpoch: number;
+  /** The epoch that owns the volume now. */
+  readonly ownerEpoch: number;
+  constructor(volumeId: string, leaseEpoch: number, ownerEpoch: number) {
+    super(
+      'PERMISSION',
+      `fenced: volume ${volumeId} is claimed by lease epoch ${ownerEpoch}, not ${leaseEpoch}; ` +
+        'another node serves it now',
+    );
+    this.name = 'FencedError';
+    this.leaseEpoch = leaseEpoch;
+    this.ownerEpoch = ownerEpoch;
+  }
+}
+
 export function isStoreError(err: unknown, code?: ErrorCode): err is StoreError {
   return err instanceof StoreError && (code === undefined || err.code === code);
 }

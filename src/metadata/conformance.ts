@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ErrorCode } from '../core/errors.js';
-import { isStoreError } from '../core/errors.js';
+import { FencedError, isStoreError } from '../core/errors.js';
 import { zeroBlockHash } from '../core/hash.js';
 import { objectVersionsMax } from '../core/limits.js';
 import {
@@ -45,6 +45,7 @@ export function runMetadataConformance(name: string, factory: MetadataFactory): 
   describe(`metadata conformance: ${name}`, () => {
     describeAccounts(withNodes);
     describeVolumes(withNodes);
+    describeLeaseFencing(withNodes);
     describeSnapshots(withNodes);
     describeObjects(withNodes);
     describeSharing(withNodes);
@@ -382,6 +383,148 @@ function describeVolumes(withNodes: WithNodes): void {
       assert.equal(row?.sizeBytes, size);
       assert.equal(row?.createdMs, created);
       assert.equal((await m.getMap(row?.mapId ?? -1))?.parentLimitBytes, size - 1);
+    }));
+}
+
+async function rejectsFenced(promise: Promise<unknown>, ownerEpoch: number): Promise<void> {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof FencedError, `expected FencedError, got ${String(err)}`);
+    assert.equal(err.code, 'PERMISSION');
+    assert.equal(err.retryable, false);
+    assert.equal(err.ownerEpoch, ownerEpoch);
+    return true;
+  });
+}
+
+function describeLeaseFencing(withNodes: WithNodes): void {
+  it('fences map commits by the claimed lease epoch; older epochs change nothing', () =>
+    withNodes(2, async ([a, b]) => {
+      // Goal: a node that lost a volume's lease cannot commit its map (DESIGN "Consistency").
+      // Method: node A claims with epoch 1 and commits; node B claims with epoch 2; A's commit
+      // and snapshot are refused and change nothing; B's go through; claims never go back.
+      assert.ok(a !== undefined && b !== undefined);
+      await withAccount(a);
+      const [v] = await a.createVolumes([volume('v')]);
+      assert.ok(v !== undefined);
+      const commit = (node: Metadata, leaseEpoch: number, upserts: EntryRow[], epoch = 1) =>
+        node.saveVolumeMap({
+          volumeId: v.id,
+          mapId: v.mapId,
+          sizeBytes: 8 << 20,
+          epoch,
+          parentId: null,
+          parentLimitBytes: 0,
+          depth: 0,
+          upserts,
+          deletes: [],
+          leaseEpoch,
+        });
+      // A fresh volume was never claimed: a commit with an epoch is refused until a claim.
+      await rejectsFenced(commit(a, 1, [hashEntry(9, hashC)]), 0);
+      await a.claimVolume(v.id, 1);
+      await a.claimVolume(v.id, 1); // the same holder again: idempotent
+      await commit(a, 1, [hashEntry(0, hashA)]);
+      await b.claimVolume(v.id, 2);
+      await rejectsFenced(commit(a, 1, [hashEntry(0, hashC), hashEntry(1, hashC)], 5), 2);
+      assert.deepEqual(await b.getEntries(v.mapId), [hashEntry(0, hashA)], 'A changed nothing');
+      assert.equal((await b.getVolume('acc', 'v'))?.epoch, 1);
+      const snapshot = (node: Metadata, leaseEpoch: number, name: string) =>
+        node.createSnapshot({
+          volumeId: v.id,
+          volumeMapId: v.mapId,
+          epochNext: 2,
+          contentType: 'x',
+          leaseEpoch,
+          snapshot: {
+            account: 'acc',
+            name,
+            volumeId: v.id,
+            volumeName: 'v',
+            sizeBytes: 8 << 20,
+            createdMs: 1,
+            blocksTotal: 2,
+            blocksHashed: 0,
+          },
+        });
+      await rejectsFenced(snapshot(a, 1, 'late'), 2);
+      assert.equal(await b.getSnapshot('acc', 'late'), undefined, 'no snapshot from A');
+      assert.equal(await b.getObject('acc', 'snapshots', 'late'), undefined);
+      assert.equal((await b.getVolume('acc', 'v'))?.epoch, 1, 'the epoch stayed');
+      // B writes; an older claim (A again, or a lower epoch) is refused.
+      await commit(b, 2, [hashEntry(1, hashB)]);
+      await rejectsFenced(a.claimVolume(v.id, 1), 2);
+      await rejectsFenced(commit(a, 1, [hashEntry(2, hashC)]), 2);
+      const made = await snapshot(b, 2, 'ok');
+      assert.deepEqual(await a.getEntries(made.mapId), [hashEntry(0, hashA), hashEntry(1, hashB)]);
+      // A commit without an epoch (a node without leases) is not checked.
+      await a.saveVolumeMap({
+        volumeId: v.id,
+        mapId: v.mapId,
+        sizeBytes: 8 << 20,
+        epoch: 2,
+        parentId: null,
+        parentLimitBytes: 0,
+        depth: 0,
+        upserts: [hashEntry(3, hashC)],
+        deletes: [],
+      });
+      assert.equal((await a.getEntries(v.mapId)).length, 3);
+      // A claim or a fenced commit on a volume that is gone is NOT_FOUND.
+      await a.deleteVolume(v.id);
+      await rejectsWith(b.claimVolume(v.id, 3), 'NOT_FOUND');
+      await rejectsWith(commit(b, 2, [hashEntry(5, hashC)]), 'NOT_FOUND');
+      await rejectsWith(b.claimVolume('id-never', 1), 'NOT_FOUND');
+    }));
+
+  it('a claim on one node racing map commits on another: nothing older lands after it', () =>
+    withNodes(2, async ([a, b]) => {
+      // Goal: the claim is a fence in time. Method: node A commits one new entry after another
+      // with epoch 1 while node B claims with epoch 2 and then reads the map; every commit of A
+      // that B did not see must have failed, and none may land later.
+      assert.ok(a !== undefined && b !== undefined);
+      await withAccount(a);
+      const [v] = await a.createVolumes([volume('v')]);
+      assert.ok(v !== undefined);
+      await a.claimVolume(v.id, 1);
+      const outcomes: boolean[] = [];
+      let refusedAfterClaim = 0;
+      const writer = (async () => {
+        for (let i = 0; i < 5_000 && refusedAfterClaim < 5; i++) {
+          try {
+            await a.saveVolumeMap({
+              volumeId: v.id,
+              mapId: v.mapId,
+              sizeBytes: 8 << 20,
+              epoch: 1,
+              parentId: null,
+              parentLimitBytes: 0,
+              depth: 0,
+              upserts: [hashEntry(i, hashA)],
+              deletes: [],
+              leaseEpoch: 1,
+            });
+            outcomes.push(true);
+          } catch (err) {
+            assert.ok(err instanceof FencedError, String(err));
+            outcomes.push(false);
+            refusedAfterClaim++;
+          }
+        }
+      })();
+      // Let some commits land first.
+      while (outcomes.length < 5) await new Promise((resolve) => setTimeout(resolve, 1));
+      await b.claimVolume(v.id, 2);
+      const seen = (await b.getEntries(v.mapId)).length;
+      await writer;
+      const landed = outcomes.filter((ok) => ok).length;
+      assert.equal(seen, landed, 'every commit A got through was before the claim');
+      assert.ok(outcomes.at(-1) === false, 'A was fenced');
+      const firstRefused = outcomes.indexOf(false);
+      assert.ok(
+        outcomes.slice(firstRefused).every((ok) => !ok),
+        'once refused, refused for good',
+      );
+      assert.equal((await a.getEntries(v.mapId)).length, seen, 'nothing landed after the claim');
     }));
 }
 

@@ -206,6 +206,13 @@ export interface VolumeMapUpdate {
   readonly depth: number;
   readonly upserts: readonly EntryRow[];
   readonly deletes: readonly number[];
+  /**
+   * The writer's lease epoch (store/volume-lease.ts). When given, the commit MUST fail with
+   * FencedError (PERMISSION) unless it equals the epoch the volume was last claimed with
+   * (claimVolume), checked in the same transaction as the update: a node that lost the volume
+   * cannot overwrite the new holder's map. Absent: no check (a node without leases).
+   */
+  readonly leaseEpoch?: number;
 }
 
 export interface NewSnapshot {
@@ -215,6 +222,8 @@ export interface NewSnapshot {
   readonly epochNext: number;
   readonly snapshot: Omit<SnapshotRow, 'mapId'>;
   readonly contentType: string;
+  /** As VolumeMapUpdate.leaseEpoch: FencedError unless it is the volume's claimed epoch. */
+  readonly leaseEpoch?: number;
 }
 
 export interface NewObject {
@@ -250,6 +259,14 @@ export interface Metadata {
   deleteVolume(id: string): Promise<void>;
   /** Persist a volume's size, epoch, parent link and changed entries (one transaction). */
   saveVolumeMap(update: VolumeMapUpdate): Promise<void>;
+  /**
+   * Record that the holder of lease epoch `leaseEpoch` (>= 1) writes the volume from now on;
+   * call it after taking the lease and before loading the map. One durable compare-and-set:
+   * the stored epoch becomes `leaseEpoch` if it is not higher, else FencedError (a newer holder
+   * claimed it). NOT_FOUND if the volume is gone. From then on, saveVolumeMap and createSnapshot
+   * with another epoch fail.
+   */
+  claimVolume(volumeId: string, leaseEpoch: number): Promise<void>;
 
   getMap(id: number): Promise<MapRow | undefined>;
   getEntries(mapId: number): Promise<EntryRow[]>;

@@ -120,7 +120,11 @@ export interface ServiceOptions {
    * One writer per volume across nodes sharing a backend: take a lease before loading a volume
    * (see volume-lease.ts). Absent: no leases (a backend only this node uses).
    */
-  readonly volumeLeases?: { readonly owner: string; readonly ttlMs?: number };
+  readonly volumeLeases?: {
+    readonly owner: string;
+    readonly ttlMs?: number;
+    readonly acquireWaitMs?: number;
+  };
 }
 
 export const snapshotContentType = 'application/x-atoll-snapshot';
@@ -153,6 +157,8 @@ export class AtollService implements Atoll {
         ? null
         : new VolumeLeases(ctx.backend, {
             ...leases,
+            // The service's clock: a stalled node's clock stalls its lease checks too.
+            now: ctx.nowMs,
             onLost: (id, reason) => {
               // Another node has the volume now: forget ours, a later open takes a new lease.
               options.logger?.warn({ volume: id, reason }, 'volume lease lost');
@@ -1467,11 +1473,20 @@ export class AtollService implements Atoll {
     return pending;
   }
 
-  /** Take the volume's lease, then load it writing through the fenced backend. */
+  /**
+   * Take the volume's lease, claim the volume in the metadata with its epoch, then read the row
+   * and map again and load it writing through the fenced backend: what a previous holder
+   * committed before the claim is seen, what it tries to commit after is refused.
+   */
   private async loadLeased(row: VolumeRow, leases: VolumeLeases): Promise<Volume> {
     const backend = await leases.acquire(row.id);
     try {
-      return await Volume.load({ ...this.ctx, backend }, row);
+      await this.ctx.metadata.claimVolume(row.id, backend.leaseEpoch);
+      const current = await this.ctx.metadata.getVolume(row.account, row.name);
+      if (current === undefined || current.id !== row.id) {
+        throw new StoreError('NOT_FOUND', `no volume ${row.name}`);
+      }
+      return await Volume.load({ ...this.ctx, backend }, current, backend);
     } catch (err) {
       await leases.release(row.id);
       throw err;

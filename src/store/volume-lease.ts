@@ -15,10 +15,14 @@
 // lease epoch on the OSD), and `onLost` lets the service forget the volume, so that a later open
 // takes a new lease and loads the map the new holder flushed. Waiting in acquire covers a node
 // restarted after kill -9: its old lease (another owner, as owners are unique per process)
-// expires within one ttl and is then taken over with a higher epoch. The metadata commit of a
-// flush is not fenced by the backend: a holder whose lease just expired could still commit a
-// flush whose writes all landed before; the local expiry check before the flush narrows that
-// to a stalled clock.
+// expires within one ttl and is then taken over with a higher epoch.
+//
+// The metadata commit of a flush (the map) is fenced by the metadata, not the backend: the new
+// holder claims the volume with its epoch (Metadata.claimVolume) before it loads the map, and
+// every map commit and snapshot carries the committer's epoch (LeasedBackend.leaseEpoch), so a
+// stalled holder that resumes after the takeover gets FencedError instead of overwriting the
+// new holder's map, even when its own clock never noticed the expiry. A refusal by either fence
+// (backend PERMISSION, metadata FencedError) loses the lease at once, like a failed renewal.
 import type { Backend, Lease, WriteOptions } from '../backends/backend.js';
 import { isStoreError, StoreError } from '../core/errors.js';
 
@@ -65,7 +69,7 @@ export class VolumeLeases {
    * Take the lease of `volumeId` (waiting while another node holds it) and return the backend
    * to load and write the volume through. CONFLICT when it stays held by another node.
    */
-  async acquire(volumeId: string): Promise<Backend> {
+  async acquire(volumeId: string): Promise<LeasedBackend> {
     if (this.held.has(volumeId))
       throw new StoreError('CONFLICT', `volume ${volumeId} leased twice`);
     const name = `vol.${volumeId}`;
@@ -78,7 +82,7 @@ export class VolumeLeases {
           this.options.onLost?.(volumeId, reason);
         });
         this.held.set(volumeId, holder);
-        return new FencedBackend(this.backend, holder);
+        return new LeasedBackend(this.backend, holder);
       } catch (err) {
         if (!isStoreError(err, 'CONFLICT') || this.now() >= deadlineMs) {
           if (!isStoreError(err, 'CONFLICT')) throw err;
@@ -145,6 +149,11 @@ class LeaseHolder {
     if (this.released || this.lostReason !== null) return;
     try {
       const renewed = await this.backend.renew(this.current, this.ttlMs);
+      if (renewed.epoch !== this.current.epoch) {
+        // Map commits carry the epoch the volume was claimed with: it must never change.
+        this.lose(`lease ${this.current.name} came back with epoch ${renewed.epoch}`);
+        return;
+      }
       if (!this.released && this.lostReason === null) this.current = renewed;
     } catch (err) {
       // A transient error leaves the lease to its expiry (checked before each write); a refusal
@@ -155,7 +164,8 @@ class LeaseHolder {
     }
   }
 
-  private lose(reason: string): void {
+  /** The lease is gone for good (a renewal or a fence refused it). Idempotent. */
+  lose(reason: string): void {
     if (this.lostReason !== null || this.released) return;
     this.lostReason = reason;
     clearInterval(this.timer);
@@ -172,11 +182,15 @@ class LeaseHolder {
 
 /**
  * The backend as one volume sees it: every change carries the volume's lease as its fence and is
- * refused locally once the lease is lost; reads and listings pass through.
+ * refused locally once the lease is lost; reads and listings pass through. It is also the
+ * volume's fence for map commits (store/volume.ts VolumeFence): the epoch they carry, the local
+ * check, and the way to report a refusal.
  */
-class FencedBackend implements Backend {
+export class LeasedBackend implements Backend {
   readonly kind: string;
   readonly properties: Backend['properties'];
+  /** The epoch of the lease, fixed for this backend's life (a renewal keeps it). */
+  readonly leaseEpoch: number;
 
   constructor(
     private readonly inner: Backend,
@@ -184,6 +198,28 @@ class FencedBackend implements Backend {
   ) {
     this.kind = inner.kind;
     this.properties = inner.properties;
+    this.leaseEpoch = holder.lease.epoch;
+  }
+
+  /** PERMISSION once the lease is lost or expired by the local clock. */
+  checkLease(): void {
+    this.holder.check();
+  }
+
+  /** A fence (backend or metadata) refused this lease: it is lost, the volume must reopen. */
+  loseLease(reason: string): void {
+    this.holder.lose(reason);
+  }
+
+  /** Runs a fenced change; a PERMISSION from the backend means another node has the lease. */
+  private async fenced(change: (fence: Lease) => Promise<void>): Promise<void> {
+    const fence = this.holder.check();
+    try {
+      await change(fence);
+    } catch (err) {
+      if (isStoreError(err, 'PERMISSION')) this.holder.lose(err.message);
+      throw err;
+    }
   }
 
   read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
@@ -206,19 +242,19 @@ class FencedBackend implements Backend {
   }
 
   async write(name: string, offsetBytes: number, data: Uint8Array, options: WriteOptions = {}) {
-    await this.inner.write(name, offsetBytes, data, { ...options, fence: this.holder.check() });
+    await this.fenced((fence) => this.inner.write(name, offsetBytes, data, { ...options, fence }));
   }
 
   async put(name: string, data: Uint8Array, options: { durable?: boolean } = {}) {
-    await this.inner.put(name, data, { ...options, fence: this.holder.check() });
+    await this.fenced((fence) => this.inner.put(name, data, { ...options, fence }));
   }
 
   async copy(source: string, target: string): Promise<void> {
-    await this.inner.copy(source, target, { fence: this.holder.check() });
+    await this.fenced((fence) => this.inner.copy(source, target, { fence }));
   }
 
   async delete(name: string): Promise<void> {
-    await this.inner.delete(name, { fence: this.holder.check() });
+    await this.fenced((fence) => this.inner.delete(name, { fence }));
   }
 
   stat(name: string) {

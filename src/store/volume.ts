@@ -15,11 +15,15 @@
 // - `snapshot` closes a gate for new writes, drains those in flight, captures the map and raises
 //   the epoch, then reopens the gate; the backend flush and the commit (map, then the frozen
 //   copy) follow in the flush chain. A pre-flush keeps the work behind the gate short.
+// - With a fence (a volume lease, volume-lease.ts), the volume was claimed in the metadata with
+//   the lease epoch before it was loaded, and every map commit and snapshot carries that epoch:
+//   once another node claimed the volume, they fail with FencedError and change nothing. Once
+//   the lease is lost, reads and writes fail too (the map in memory may be stale).
 
 import type { Backend } from '../backends/backend.js';
 import { assert } from '../core/assert.js';
 import { chunksLength, joinChunks, sliceChunks } from '../core/chunks.js';
-import { isStoreError, StoreError } from '../core/errors.js';
+import { FencedError, isStoreError, StoreError } from '../core/errors.js';
 import { blockSizeBytes, cloneDepthMax } from '../core/limits.js';
 import type { EntryRow, Metadata, SnapshotRow, VolumeRow } from '../metadata/metadata.js';
 import type { BlockIO, Extent, WriteFlags } from '../pipeline/stage.js';
@@ -52,6 +56,16 @@ export interface VolumeContext {
   readonly nowMs: () => number;
 }
 
+/** The writer's lease as the volume sees it (implemented by volume-lease.ts LeasedBackend). */
+export interface VolumeFence {
+  /** The epoch the volume was claimed with (Metadata.claimVolume); every map commit carries it. */
+  readonly leaseEpoch: number;
+  /** Throws PERMISSION once the lease is lost or expired. */
+  checkLease(): void;
+  /** The metadata refused the epoch: the lease is lost for good. */
+  loseLease(reason: string): void;
+}
+
 const zeroBlock = Buffer.alloc(blockSizeBytes);
 
 export class Volume implements BlockIO, MapView {
@@ -81,6 +95,8 @@ export class Volume implements BlockIO, MapView {
   private exclusiveChain: Promise<unknown> = Promise.resolve();
   private flushChain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** The lease map commits are fenced with; null on a node without leases. */
+  private readonly fence: VolumeFence | null;
   /** Figures for `volume info` and /metrics. */
   readonly stats = { snapshotPauseMsLast: 0, snapshotPauseMsMax: 0, copyOnWrites: 0 };
 
@@ -97,9 +113,18 @@ export class Volume implements BlockIO, MapView {
     this.depth = init.depth;
     this.entries = init.entries;
     this.writablePrefix = this.prefixFor(this.epoch);
+    this.fence = init.fence;
   }
 
-  static async load(ctx: VolumeContext, row: VolumeRow): Promise<Volume> {
+  /**
+   * Loads the volume's map. With `fence`, the caller claimed the volume with its epoch before
+   * reading `row` (so the row and map are the last ones an older holder committed).
+   */
+  static async load(
+    ctx: VolumeContext,
+    row: VolumeRow,
+    fence: VolumeFence | null = null,
+  ): Promise<Volume> {
     const loaded = await ctx.metadata.getMapWithEntries(row.mapId);
     if (loaded === undefined) throw new StoreError('CORRUPT', `volume ${row.name} has no map`);
     assert(!loaded.map.frozen, 'a volume map is never frozen');
@@ -109,6 +134,7 @@ export class Volume implements BlockIO, MapView {
       parentLimitBytes: loaded.map.parentLimitBytes,
       depth: loaded.map.depth,
       entries: entriesFromRows(loaded.entries),
+      fence,
     });
   }
 
@@ -116,6 +142,8 @@ export class Volume implements BlockIO, MapView {
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
     this.checkRange(offsetBytes, lengthBytes);
+    // A node that lost the lease has a stale map: it must not answer reads either.
+    this.fence?.checkLease();
     const out = Buffer.allocUnsafe(lengthBytes);
     const reads: Promise<void>[] = [];
     for (const p of blockPieces(offsetBytes, lengthBytes)) {
@@ -260,13 +288,16 @@ export class Volume implements BlockIO, MapView {
       };
       const run = this.flushChain.then(async () => {
         await this.persist(captured);
-        return this.ctx.metadata.createSnapshot({
-          volumeId: this.id,
-          volumeMapId: this.mapId,
-          epochNext: epochOld + 1,
-          contentType,
-          snapshot,
-        });
+        return this.fencedCommit(() =>
+          this.ctx.metadata.createSnapshot({
+            volumeId: this.id,
+            volumeMapId: this.mapId,
+            epochNext: epochOld + 1,
+            contentType,
+            snapshot,
+            ...this.leaseEpochField(),
+          }),
+        );
       });
       this.flushChain = run.then(
         () => {},
@@ -370,6 +401,7 @@ export class Volume implements BlockIO, MapView {
   private async enter(): Promise<void> {
     while (this.gate !== null) await this.gate;
     if (this.closed) throw new StoreError('ABORTED', `volume ${this.name} is closed`);
+    this.fence?.checkLease();
     this.inflight++;
   }
 
@@ -624,23 +656,41 @@ export class Volume implements BlockIO, MapView {
   /** Backend flush, then commit the captured map; on failure the changes stay dirty. */
   private async persist(captured: CapturedMap): Promise<void> {
     try {
+      this.fence?.checkLease();
       await this.ctx.backend.flush();
       if (captured.dirty.length > 0 || captured.metaDirty) {
-        await this.ctx.metadata.saveVolumeMap({
-          volumeId: this.id,
-          mapId: this.mapId,
-          sizeBytes: captured.sizeBytes,
-          epoch: captured.epoch,
-          parentId: captured.parentId,
-          parentLimitBytes: captured.parentLimitBytes,
-          depth: captured.depth,
-          upserts: captured.upserts,
-          deletes: captured.deletes,
-        });
+        await this.fencedCommit(() =>
+          this.ctx.metadata.saveVolumeMap({
+            volumeId: this.id,
+            mapId: this.mapId,
+            sizeBytes: captured.sizeBytes,
+            epoch: captured.epoch,
+            parentId: captured.parentId,
+            parentLimitBytes: captured.parentLimitBytes,
+            depth: captured.depth,
+            upserts: captured.upserts,
+            deletes: captured.deletes,
+            ...this.leaseEpochField(),
+          }),
+        );
       }
     } catch (err) {
       for (const idx of captured.dirty) this.dirty.add(idx);
       this.metaDirty = true;
+      throw err;
+    }
+  }
+
+  private leaseEpochField(): { readonly leaseEpoch?: number } {
+    return this.fence === null ? {} : { leaseEpoch: this.fence.leaseEpoch };
+  }
+
+  /** A metadata commit; its FencedError means another node claimed the volume: lease lost. */
+  private async fencedCommit<T>(commit: () => Promise<T>): Promise<T> {
+    try {
+      return await commit();
+    } catch (err) {
+      if (err instanceof FencedError) this.fence?.loseLease(err.message);
       throw err;
     }
   }
@@ -676,6 +726,7 @@ interface CapturedMap {
 }
 
 interface VolumeInit {
+  readonly fence: VolumeFence | null;
   readonly parent: FrozenMap | null;
   readonly parentLimitBytes: number;
   readonly depth: number;

@@ -206,5 +206,13 @@ const m4 = `
   CREATE INDEX images_file ON images(account, container, object);
 `;
 
+/**
+ * 5: map-commit fencing. The lease epoch that last claimed the volume (claimVolume); map commits
+ * and snapshots carrying another epoch are refused.
+ */
+const m5 = `
+  ALTER TABLE volumes ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+`;
+
 /** Migration N is element N - 1. Append only; keep in step with sqlite/migrations.ts. */
-export const postgresMigrations: readonly string[] = [m1, m2, m3, m4];
+export const postgresMigrations: readonly string[] = [m1, m2, m3, m4, m5];

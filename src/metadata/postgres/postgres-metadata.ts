@@ -23,7 +23,7 @@
 // foreign key, which retries. Every commit is durable (synchronous_commit stays on).
 import type pg from 'pg';
 import { assert } from '../../core/assert.js';
-import { StoreError } from '../../core/errors.js';
+import { FencedError, StoreError } from '../../core/errors.js';
 import { zeroBlockHash } from '../../core/hash.js';
 import { objectVersionsMax } from '../../core/limits.js';
 import type {
@@ -380,11 +380,20 @@ export class PostgresMetadata implements Metadata {
     // The last change of an index wins, as when the SQLite version applies them in order.
     const upserts = [...new Map(u.upserts.map((e) => [e.idx, e])).values()];
     await this.tx('saveVolumeMap', async (c) => {
-      const changed = await c.query(
-        'UPDATE volumes SET size_bytes = $1, epoch = $2 WHERE id = $3 AND map_id = $4',
-        [u.sizeBytes, u.epoch, u.volumeId, u.mapId],
-      );
-      if (changed.rowCount !== 1) throw new StoreError('NOT_FOUND', `volume ${u.volumeId} is gone`);
+      // The row lock this UPDATE takes orders the commit against a claim by another node: under
+      // READ COMMITTED the epoch condition is checked again on the row as the claim left it.
+      const changed =
+        u.leaseEpoch === undefined
+          ? await c.query(
+              'UPDATE volumes SET size_bytes = $1, epoch = $2 WHERE id = $3 AND map_id = $4',
+              [u.sizeBytes, u.epoch, u.volumeId, u.mapId],
+            )
+          : await c.query(
+              `UPDATE volumes SET size_bytes = $1, epoch = $2
+               WHERE id = $3 AND map_id = $4 AND lease_epoch = $5`,
+              [u.sizeBytes, u.epoch, u.volumeId, u.mapId, u.leaseEpoch],
+            );
+      if (changed.rowCount !== 1) await refuseVolumeChange(c, u.volumeId, u.leaseEpoch);
       await c.query(
         `UPDATE maps SET size_bytes = $1, parent_id = $2, parent_limit_bytes = $3, depth = $4
          WHERE id = $5`,
@@ -404,6 +413,18 @@ export class PostgresMetadata implements Metadata {
           part,
         ]);
       }
+    });
+  }
+
+  async claimVolume(volumeId: string, leaseEpoch: number): Promise<void> {
+    assert(Number.isSafeInteger(leaseEpoch), 'a lease epoch is a whole number');
+    assert(leaseEpoch >= 1, 'lease epochs start at 1');
+    await this.tx('claimVolume', async (c) => {
+      const changed = await c.query(
+        'UPDATE volumes SET lease_epoch = $1 WHERE id = $2 AND lease_epoch <= $1',
+        [leaseEpoch, volumeId],
+      );
+      if (changed.rowCount !== 1) await refuseVolumeChange(c, volumeId, leaseEpoch);
     });
   }
 
@@ -501,9 +522,15 @@ export class PostgresMetadata implements Metadata {
         await lockPath(c, s.account, 'snapshots', s.name);
         // The volume row lock orders this copy against the volume's map saves (other nodes').
         const vol = (
-          await c.query('SELECT map_id FROM volumes WHERE id = $1 FOR UPDATE', [request.volumeId])
+          await c.query('SELECT map_id, lease_epoch FROM volumes WHERE id = $1 FOR UPDATE', [
+            request.volumeId,
+          ])
         ).rows[0] as Row | undefined;
         if (vol === undefined) throw new StoreError('NOT_FOUND', `volume ${s.volumeName} is gone`);
+        const ownerEpoch = num(vol.lease_epoch);
+        if (request.leaseEpoch !== undefined && ownerEpoch !== request.leaseEpoch) {
+          throw new FencedError(request.volumeId, request.leaseEpoch, ownerEpoch);
+        }
         assert(num(vol.map_id) === request.volumeMapId, 'snapshot of the volume map');
         const inserted = await c.query(
           `INSERT INTO maps(size_bytes, parent_id, parent_limit_bytes, depth, frozen)
@@ -1233,4 +1260,20 @@ function toImage(r: Row): ImageRow {
     properties: meta(r.properties),
     createdMs: num(r.created_ms),
   };
+}
+
+/** Why a volume update guarded by id (and a lease epoch) changed nothing: gone, or fenced. */
+async function refuseVolumeChange(
+  c: Queryable,
+  volumeId: string,
+  leaseEpoch: number | undefined,
+): Promise<never> {
+  const row = (await c.query('SELECT lease_epoch FROM volumes WHERE id = $1', [volumeId]))
+    .rows[0] as Row | undefined;
+  if (row === undefined || leaseEpoch === undefined) {
+    throw new StoreError('NOT_FOUND', `volume ${volumeId} is gone`);
+  }
+  const ownerEpoch = num(row.lease_epoch);
+  assert(ownerEpoch !== leaseEpoch, 'a refused change carries another epoch');
+  throw new FencedError(volumeId, leaseEpoch, ownerEpoch);
 }

@@ -16,6 +16,10 @@
 // 4 (images): an image is a file registered under a name with properties (JSON text). It names
 // its file by path in its own account; the foreign key to objects cascades a DELETE of the file
 // to the image (an overwrite is an UPDATE of the object row and keeps it).
+//
+// 5 (map-commit fencing): the lease epoch that last claimed a volume for writing
+// (Metadata.claimVolume); map commits and snapshots carrying another epoch are refused, so a
+// stalled node that lost its lease cannot overwrite the new holder's map.
 
 export const migrations: readonly string[] = [
   `
@@ -195,5 +199,9 @@ export const migrations: readonly string[] = [
       ON DELETE CASCADE
   );
   CREATE INDEX images_file ON images(account, container, object);
+  `,
+  // 5: map-commit fencing.
+  `
+  ALTER TABLE volumes ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
   `,
 ];

@@ -8,7 +8,7 @@
 // are synchronous underneath; the async surface matches the PostgreSQL repository.
 import Database from 'better-sqlite3';
 import { assert } from '../../core/assert.js';
-import { StoreError } from '../../core/errors.js';
+import { FencedError, StoreError } from '../../core/errors.js';
 import { zeroBlockHash } from '../../core/hash.js';
 import { objectVersionsMax } from '../../core/limits.js';
 import type {
@@ -423,10 +423,16 @@ export class SqliteMetadata implements Metadata {
     );
     const remove = this.prepare('DELETE FROM map_entries WHERE map_id = ? AND idx = ?');
     await this.durable(() => {
-      const changed = this.prepare(
-        'UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?',
-      ).run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes;
-      if (changed !== 1) throw new StoreError('NOT_FOUND', `volume ${u.volumeId} is gone`);
+      const changed =
+        u.leaseEpoch === undefined
+          ? this.prepare(
+              'UPDATE volumes SET size_bytes = ?, epoch = ? WHERE id = ? AND map_id = ?',
+            ).run(u.sizeBytes, u.epoch, u.volumeId, u.mapId).changes
+          : this.prepare(
+              `UPDATE volumes SET size_bytes = ?, epoch = ?
+                 WHERE id = ? AND map_id = ? AND lease_epoch = ?`,
+            ).run(u.sizeBytes, u.epoch, u.volumeId, u.mapId, u.leaseEpoch).changes;
+      if (changed !== 1) this.refuseVolumeChange(u.volumeId, u.leaseEpoch);
       this.prepare(
         `UPDATE maps SET size_bytes = ?, parent_id = ?, parent_limit_bytes = ?, depth = ?
            WHERE id = ?`,
@@ -434,6 +440,30 @@ export class SqliteMetadata implements Metadata {
       for (const e of u.upserts) upsert.run(u.mapId, e.idx, e.kind, e.ref);
       for (const idx of u.deletes) remove.run(u.mapId, idx);
     });
+  }
+
+  async claimVolume(volumeId: string, leaseEpoch: number): Promise<void> {
+    assert(Number.isSafeInteger(leaseEpoch), 'a lease epoch is a whole number');
+    assert(leaseEpoch >= 1, 'lease epochs start at 1');
+    await this.durable(() => {
+      const changed = this.prepare(
+        'UPDATE volumes SET lease_epoch = ? WHERE id = ? AND lease_epoch <= ?',
+      ).run(leaseEpoch, volumeId, leaseEpoch).changes;
+      if (changed !== 1) this.refuseVolumeChange(volumeId, leaseEpoch);
+    });
+  }
+
+  /** Why a volume update guarded by id (and a lease epoch) changed nothing: gone, or fenced. */
+  private refuseVolumeChange(volumeId: string, leaseEpoch: number | undefined): never {
+    const row = this.prepare('SELECT lease_epoch FROM volumes WHERE id = ?').get(volumeId) as
+      | Row
+      | undefined;
+    if (row === undefined || leaseEpoch === undefined) {
+      throw new StoreError('NOT_FOUND', `volume ${volumeId} is gone`);
+    }
+    const ownerEpoch = num(row.lease_epoch);
+    assert(ownerEpoch !== leaseEpoch, 'a refused change carries another epoch');
+    throw new FencedError(volumeId, leaseEpoch, ownerEpoch);
   }
 
   async getMap(id: number): Promise<MapRow | undefined> {
@@ -514,10 +544,14 @@ export class SqliteMetadata implements Metadata {
     const s = request.snapshot;
     try {
       return await this.durable(() => {
-        const vol = this.prepare('SELECT map_id FROM volumes WHERE id = ?').get(request.volumeId) as
-          | Row
-          | undefined;
+        const vol = this.prepare('SELECT map_id, lease_epoch FROM volumes WHERE id = ?').get(
+          request.volumeId,
+        ) as Row | undefined;
         if (vol === undefined) throw new StoreError('NOT_FOUND', `volume ${s.volumeName} is gone`);
+        const ownerEpoch = num(vol.lease_epoch);
+        if (request.leaseEpoch !== undefined && ownerEpoch !== request.leaseEpoch) {
+          throw new FencedError(request.volumeId, request.leaseEpoch, ownerEpoch);
+        }
         assert(num(vol.map_id) === request.volumeMapId, 'snapshot of the volume map');
         const source = this.prepare('SELECT * FROM maps WHERE id = ?').get(
           request.volumeMapId,
