@@ -583,6 +583,16 @@ export class AtollService implements Atoll {
     if (open !== undefined) {
       this.volumes.delete(row.id);
       await (await open.catch(() => null))?.abandon();
+    } else if (this.leases !== null) {
+      // Served by another node: take its lease first (CONFLICT while that node keeps serving
+      // it), and claim the volume so that a late commit of the old holder cannot land.
+      const backend = await this.leases.acquire(row.id);
+      try {
+        await this.ctx.metadata.claimVolume(row.id, backend.leaseEpoch);
+      } catch (err) {
+        await this.leases.release(row.id);
+        throw err;
+      }
     }
     await this.leases?.release(row.id);
     await this.ctx.metadata.deleteVolume(row.id);

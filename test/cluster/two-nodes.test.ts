@@ -247,8 +247,12 @@ if (reason !== undefined && process.env.CI === 'true') {
       const refused = await write(1);
       assert.equal(refused.status, 409, `node 1 writes while node 0 serves: ${refused.text()}`);
       assert.match(refused.text(), /served by another node/);
-      // Volume info and snapshots listing need no lease.
+      // Volume info and snapshots listing need no lease; deleting it does.
       await admin(1).expect(200, '/api/volumes/disk');
+      const deleting = await admin(1).request('/api/volumes/disk', { method: 'DELETE' });
+      assert.equal(deleting.status, 409, `node 1 deletes while node 0 serves: ${deleting.text()}`);
+      assert.match(deleting.text(), /served by another node/);
+      assert.equal((await write(0)).status, 204, 'node 0 still serves the volume');
       assert.equal(await node(0).stop(), 0, 'node 0 stops cleanly (and unlocks)');
       const again = randomBytes(4096);
       await admin(1).expect(204, `/api/volumes/disk/data?offset=${3 * MiB}`, {
