@@ -3,7 +3,7 @@
 # RADOS benchmark: Atoll over NBD (fio's nbd engine) on the rados backend against librbd
 # (`rbd bench`) on an rbd image, both in one throwaway cluster (scripts/ceph-dev.sh, memstore by
 # default, pool `rbd` with application rbd). Each side gets a SIZE region pre-filled with 4M
-# sequential writes, then: 4K random write and read at QD1 and QD16, 4M sequential write and
+# sequential writes (timed: write-4m-fresh, every write allocates a block), then: 4K random write and read at QD1 and QD16, 4M sequential write and
 # read (QD16). librbd runs twice for the 4K jobs: as `rbd bench` comes (rbd_cache on: librbd's
 # write-back cache acknowledges writes from memory, which is what makes its QD1 writes fast) and
 # with --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage. Then clone
@@ -84,7 +84,9 @@ fio_job() { # name rw bs iodepth [fill] -> prints "iops MiB/s"
   ' "$dir/$name.json"
 }
 
-fio_job fill write 4m 16 fill >/dev/null
+# The fill allocates every block of a fresh volume (one RADOS object each): its own figure.
+read -r iops mibs < <(fio_job fill write 4m 16 fill)
+record atoll write-4m-fresh "$iops" "$mibs"
 for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16" \
   "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" \
   "write-4m-seq write 4m 16" "read-4m-seq read 4m 16"; do
@@ -113,8 +115,7 @@ rbd_bench() { # name type size pattern threads total [side rbd-options...] -> re
     const [v, u] = process.argv.slice(1); const f = {B: 1 / 1048576, KiB: 1 / 1024, MiB: 1, GiB: 1024};
     console.log((Number(v) * (f[u] ?? NaN)).toFixed(1));' $bps)"
 }
-rbd_ bench --io-type write --io-size 4M --io-pattern seq --io-threads 16 --io-total "$(bytes "$size")" \
-  rbd/img >"$dir/rbd-fill.txt" 2>&1
+rbd_bench write-4m-fresh write 4M seq 16 "$(bytes "$size")"
 quarter=$(( $(bytes "$io_total_4k") / 4 ))
 rbd_bench randwrite-4k-qd1 write 4K rand 1 "$quarter"
 rbd_bench randwrite-4k-qd16 write 4K rand 16 "$(bytes "$io_total_4k")"
