@@ -262,7 +262,12 @@ export class RadosBackend implements Backend {
    * or sends later fails. The hard fence for a stalled node; see the README.
    */
   async blocklist(address: string, seconds: number): Promise<void> {
-    await this.#run(`blocklist ${address}`, () => this.#cluster.blocklistAdd(address, seconds));
+    await this.#run(
+      `blocklist ${address}`,
+      () => this.#cluster.blocklistAdd(address, seconds),
+      // A monitor call: it says nothing about the OSDs.
+      { answers: false },
+    );
   }
 
   async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
@@ -403,7 +408,8 @@ export class RadosBackend implements Backend {
   async flush(): Promise<void> {
     // Every write resolves only once RADOS has it on stable storage; rados_aio_flush_async
     // additionally waits for writes still in flight, which is what callers expect of a flush.
-    await this.#run('flush', () => this.#data.flush());
+    // With no write in flight it completes in librados alone: no evidence the OSDs answer.
+    await this.#run('flush', () => this.#data.flush(), { answers: false });
   }
 
   async lock(name: string, owner: string, ttlMs: number): Promise<Lease> {
@@ -587,9 +593,14 @@ export class RadosBackend implements Backend {
 
   /**
    * Runs one call against RADOS: counted for close(), errors mapped to StoreErrors, its outcome
-   * fed to the health state. While unreachable, calls beyond the cap fail at once.
+   * fed to the health state (`answers`: whether an answer shows the OSDs are reachable). While
+   * unreachable, calls beyond the cap fail at once.
    */
-  async #run<T>(what: string, call: () => Promise<T>): Promise<T> {
+  async #run<T>(
+    what: string,
+    call: () => Promise<T>,
+    { answers = true }: { answers?: boolean } = {},
+  ): Promise<T> {
     if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
     if (!this.#health.reachable && this.#inflight >= this.#unreachableInflightMax) {
       throw new StoreError(
@@ -602,12 +613,12 @@ export class RadosBackend implements Backend {
     this.#inflight++;
     try {
       const result = await call();
-      this.#answered();
+      if (answers) this.#answered();
       return result;
     } catch (err) {
       const mapped = mapRadosError(err, what, this.#osdOpMs);
       if (mapped.code === 'UNAVAILABLE') this.#unanswered(mapped.message);
-      else if (isNativeError(err)) this.#answered();
+      else if (answers && isNativeError(err)) this.#answered();
       throw mapped;
     } finally {
       if (--this.#inflight === 0 && this.#drained !== undefined) this.#drained();
