@@ -203,6 +203,9 @@ if (reason !== undefined && cephRequired()) {
       assert.equal(looped.other, 0, 'no error other than EIO');
       assert.ok(looped.slowestMs < answerSlackMs, `a write waited ${looped.slowestMs} ms`);
       assert.match(node.output(), /ceph cluster reachable again/);
+      for (const line of node.output().split('\n')) {
+        if (/ceph cluster|volume lease/.test(line)) t.diagnostic(`log: ${line.slice(0, 300)}`);
+      }
 
       // Same connection: everything flushed before the outage, then new writes.
       for (const [offset, data] of patterns) {
