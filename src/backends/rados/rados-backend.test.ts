@@ -204,6 +204,10 @@ if (
       });
       await ceph('osd', 'pause');
       try {
+        // Idle, the probe notices on its own (no answer within probeTimeoutMs).
+        for (let i = 0; i < 50 && backend.health().reachable; i++) await sleep(100);
+        assert.equal(backend.health().reachable, false, 'the probe saw the pause');
+        assert.match(backend.health().lastError ?? '', /probe/);
         // A client may pass one op on its old osdmap before it sees the pause flag.
         let error: unknown;
         const startMs = Date.now();
