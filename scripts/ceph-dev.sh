@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# ceph-dev.sh start|stop|restart|wipe|status — a throwaway single-host Ceph cluster (mon + mgr +
-# one OSD) for tests, CI and developers. Run as root; no systemd: plain forked daemons.
+# ceph-dev.sh start|stop|restart|wipe|status|osd-stop|osd-start — a throwaway single-host Ceph
+# cluster (mon + mgr + one OSD) for tests, CI and developers. Run as root; no systemd: plain
+# forked daemons.
 #
 # Design note. Everything, PID files included, lives under one directory $CEPH_DEV_DIR, so a
 # cluster is stopped by its own PID files and never by process name (parallel clusters and other
@@ -22,6 +23,8 @@
 #            a graceful stop, which `osd fast shutdown = false` makes it do)
 #   wipe     KILL by PID file, wait until gone, delete the directory
 #   status   `ceph -s` with a timeout
+#   osd-stop   TERM only the OSD (mon and mgr keep running): a storage outage for restart tests
+#   osd-start  start the OSD again and wait until every pool is writable (bluestore keeps data)
 set -euo pipefail
 D=${CEPH_DEV_DIR:-/tmp/cephdev}
 STORE=${STORE:-memstore}
@@ -198,6 +201,15 @@ restart)
   ready
   ;;
 wipe) wipe ;;
+osd-stop)
+  [ -e "$CONF" ] || die "no cluster in $D (run start first)"
+  stop_pid osd.0
+  ;;
+osd-start)
+  [ -e "$CONF" ] || die "no cluster in $D (run start first)"
+  osd
+  ready
+  ;;
 status) timeout 10 ceph -c "$CONF" -s ;;
-*) die "usage: ceph-dev.sh start|stop|restart|wipe|status" ;;
+*) die "usage: ceph-dev.sh start|stop|restart|wipe|status|osd-stop|osd-start" ;;
 esac

@@ -3,16 +3,22 @@
 # RADOS benchmark: Atoll over NBD (fio's nbd engine) on the rados backend against librbd
 # (`rbd bench`) on an rbd image, both in one throwaway cluster (scripts/ceph-dev.sh, memstore by
 # default, pool `rbd` with application rbd). Each side gets a SIZE region pre-filled with 4M
-# sequential writes, then: 4K random write and read at QD1 and QD16, 4M sequential write and
-# read (QD16). Prints one table and, last, the ratios Atoll/librbd (goal noted in issue 7:
-# >= 0.8 without a cache stage).
+# sequential writes (timed: write-4m-fresh, every write allocates a block), then: 4K random write and read at QD1 and QD16, 4M sequential write and
+# read (QD16). librbd runs twice for the 4K jobs: as `rbd bench` comes (rbd_cache on: librbd's
+# write-back cache acknowledges writes from memory, which is what makes its QD1 writes fast) and
+# with --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage. Then clone
+# storm and snapshots (bench/rados/clone-snap.ts) against librbd's clone and snap create of the
+# same count (bench/rados/clone-snap-rbd.py, python3-rbd in one process; plus a few `rbd` CLI
+# calls for the per-process cost). Prints the tables and, last, the ratios Atoll/librbd (goal
+# noted in issue 7: >= 0.8 without a cache stage).
 #
 #   npm run build && bash bench/rados/run.sh
 #   STORE=bluestore RUNTIME=20 bash bench/rados/run.sh
 #
 # Environment: RUNTIME seconds per Atoll job (10), SIZE (1g), STORE (memstore), BENCH_DIR (a new
 # folder under /var/tmp; kept when given), MON_PORT (random even port). rbd bench runs by
-# volume, not time: IO_TOTAL_4K (64M at QD16, a quarter at QD1) and IO_TOTAL_4M (1G).
+# volume, not time: IO_TOTAL_4K (64M at QD16, a quarter at QD1) and IO_TOTAL_4M (1G). CLONES
+# (200) and SNAPS (50) size the clone-storm and snapshot runs; CLI_CALLS (10) the rbd CLI row.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,11 +26,16 @@ runtime=${RUNTIME:-10}
 size=${SIZE:-1g}
 io_total_4k=${IO_TOTAL_4K:-64M}
 io_total_4m=${IO_TOTAL_4M:-1G}
+clones=${CLONES:-200}
+snaps=${SNAPS:-50}
+cli_calls=${CLI_CALLS:-10}
 keep=${BENCH_DIR:+1}
 dir=${BENCH_DIR:-$(mktemp -d /var/tmp/atoll-rados-bench.XXXXXX)}
 mkdir -p "$dir"
 results="$dir/results.tsv"
+meta="$dir/meta.tsv"
 : >"$results"
+: >"$meta"
 
 for tool in fio rbd ceph node timeout; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
@@ -73,7 +84,9 @@ fio_job() { # name rw bs iodepth [fill] -> prints "iops MiB/s"
   ' "$dir/$name.json"
 }
 
-fio_job fill write 4m 16 fill >/dev/null
+# The fill allocates every block of a fresh volume (one RADOS object each): its own figure.
+read -r iops mibs < <(fio_job fill write 4m 16 fill)
+record atoll write-4m-fresh "$iops" "$mibs"
 for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16" \
   "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" \
   "write-4m-seq write 4m 16" "read-4m-seq read 4m 16"; do
@@ -81,27 +94,28 @@ for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16
   read -r iops mibs < <(fio_job "$job" "$rw" "$bs" "$qd")
   record atoll "$job" "$iops" "$mibs"
 done
+echo "== atoll: clone storm ($clones) and snapshots ($snaps)" >&2
+node "$root/dist/bench/rados/clone-snap.js" --clones "$clones" --snaps "$snaps" | tee -a "$meta" >&2
 kill -TERM "$atoll_pid"; wait "$atoll_pid" 2>/dev/null || true; atoll_pid=
 
 # --- librbd (rbd bench) -------------------------------------------------------------------------
 echo "== librbd: rbd bench on rbd/img ($size)" >&2
 rbd_() { timeout 600 rbd -c "$conf" "$@"; }
 rbd_ create --size "$(( $(bytes "$size") / 1048576 ))M" rbd/img
-rbd_bench() { # name type size pattern threads total -> records
-  local out
-  out=$(rbd_ bench --io-type "$2" --io-size "$3" --io-pattern "$4" --io-threads "$5" \
+rbd_bench() { # name type size pattern threads total [side rbd-options...] -> records
+  local out side=${7:-librbd}
+  out=$(rbd_ "${@:8}" bench --io-type "$2" --io-size "$3" --io-pattern "$4" --io-threads "$5" \
     --io-total "$6" rbd/img 2>&1 | tail -1)
-  echo "$out" >"$dir/rbd-$1.txt"
+  echo "$out" >"$dir/$side-$1.txt"
   # "elapsed: 10  ops: 16384  ops/sec: 1638.4  bytes/sec: 6.4 MiB/s"
   local iops bps
   iops=$(sed -E 's/.*ops\/sec: ([0-9.]+).*/\1/' <<<"$out")
   bps=$(sed -E 's/.*bytes\/sec: ([0-9.]+) ?([KMG]?i?B).*/\1 \2/' <<<"$out")
-  record librbd "$1" "$(printf '%.0f' "$iops")" "$(node -e '
+  record "$side" "$1" "$(printf '%.0f' "$iops")" "$(node -e '
     const [v, u] = process.argv.slice(1); const f = {B: 1 / 1048576, KiB: 1 / 1024, MiB: 1, GiB: 1024};
     console.log((Number(v) * (f[u] ?? NaN)).toFixed(1));' $bps)"
 }
-rbd_ bench --io-type write --io-size 4M --io-pattern seq --io-threads 16 --io-total "$(bytes "$size")" \
-  rbd/img >"$dir/rbd-fill.txt" 2>&1
+rbd_bench write-4m-fresh write 4M seq 16 "$(bytes "$size")"
 quarter=$(( $(bytes "$io_total_4k") / 4 ))
 rbd_bench randwrite-4k-qd1 write 4K rand 1 "$quarter"
 rbd_bench randwrite-4k-qd16 write 4K rand 16 "$(bytes "$io_total_4k")"
@@ -109,22 +123,66 @@ rbd_bench randread-4k-qd1 read 4K rand 1 "$quarter"
 rbd_bench randread-4k-qd16 read 4K rand 16 "$(bytes "$io_total_4k")"
 rbd_bench write-4m-seq write 4M seq 16 "$(bytes "$io_total_4m")"
 rbd_bench read-4m-seq read 4M seq 16 "$(bytes "$io_total_4m")"
+for spec in "randwrite-4k-qd1 write 1 $quarter" "randwrite-4k-qd16 write 16 $(bytes "$io_total_4k")" \
+  "randread-4k-qd1 read 1 $quarter" "randread-4k-qd16 read 16 $(bytes "$io_total_4k")"; do
+  read -r job type threads total <<<"$spec"
+  rbd_bench "$job" "$type" 4K rand "$threads" "$total" librbd-nocache --rbd-cache=false
+done
 
-node - "$results" <<'EOF'
-const rows = require('fs').readFileSync(process.argv[2], 'utf8').trim().split('\n')
-  .map((l) => l.split('\t'));
+echo "== librbd: clone storm ($clones) and snapshots ($snaps), python3-rbd" >&2
+timeout 1800 /usr/bin/python3 "$root/bench/rados/clone-snap-rbd.py" "$conf" rbd "$clones" "$snaps" \
+  1024 64 | tee -a "$meta" >&2
+cli_ms() { # command... NAME -> total ms of cli_calls runs, NAME suffixed with the run's index
+  local start end last=${!#}
+  start=$(date +%s%N)
+  for i in $(seq 1 "$cli_calls"); do "${@:1:$#-1}" "$last$i" >/dev/null; done
+  end=$(date +%s%N)
+  echo $(((end - start) / 1000000))
+}
+printf 'rbd-cli\tclone-1by1\t%s\t%s\n' "$cli_calls" \
+  "$(cli_ms rbd_ clone rbd/cs-base@base rbd/cs-cli)" | tee -a "$meta" >&2
+printf 'rbd-cli\twrite4k+snapshot\t%s\t%s\n' "$cli_calls" \
+  "$(cli_ms rbd_ snap create rbd/cs-snapvol@cli)" | tee -a "$meta" >&2
+
+node - "$results" "$meta" <<'EOF'
+const load = (path) => require('fs').readFileSync(path, 'utf8').trim().split('\n')
+  .filter((l) => l !== '').map((l) => l.split('\t'));
+const rows = load(process.argv[2]);
+const meta = load(process.argv[3]);
 const jobs = [...new Set(rows.map((r) => r[1]))];
+const sides = ['atoll', 'librbd', 'librbd-nocache'];
 const get = (s, j) => rows.find((r) => r[0] === s && r[1] === j);
 const metric = (j) => (j.includes('4m') ? 3 : 2); // MiB/s for 4M jobs, IOPS for 4K jobs
-console.log(`${'job'.padEnd(20)}${'atoll'.padStart(12)}${'librbd'.padStart(12)}  unit`);
+const value = (s, j) => Number(get(s, j)?.[metric(j)]);
+const pad = (x, n = 16) => String(x).padStart(n);
+console.log(`${'job'.padEnd(20)}${sides.map((s) => pad(s)).join('')}  unit`);
 for (const j of jobs) {
-  const cells = ['atoll', 'librbd'].map((s) => String(get(s, j)?.[metric(j)] ?? '-').padStart(12));
+  const cells = sides.map((s) => pad(get(s, j)?.[metric(j)] ?? '-'));
   console.log(`${j.padEnd(20)}${cells.join('')}  ${metric(j) === 3 ? 'MiB/s' : 'IOPS'}`);
 }
-console.log('\nratios (atoll / librbd; goal >= 0.8 without a cache stage)');
+// Clone storm and snapshots: operations per second (count / total seconds).
+const metaJobs = [...new Set(meta.map((r) => r[1]))];
+const metaSides = ['atoll', 'librbd', 'rbd-cli'];
+const opsPerSecond = (s, j) => {
+  const r = meta.find((m) => m[0] === s && m[1] === j);
+  return r === undefined ? Number.NaN : Number(r[2]) / (Number(r[3]) / 1000);
+};
+console.log(`\n${'job (ops/s)'.padEnd(20)}${metaSides.map((s) => pad(s)).join('')}`);
+for (const j of metaJobs) {
+  const cells = metaSides.map((s) => pad(opsPerSecond(s, j).toFixed(1).replace('NaN', '-')));
+  console.log(`${j.padEnd(20)}${cells.join('')}`);
+}
+const ratio = (a, b) => (Number.isFinite(a / b) ? (a / b).toFixed(2) : '-');
+console.log('\nratios atoll / librbd (goal >= 0.8 without a cache stage; librbd-nocache is the');
+console.log('like-for-like anchor: rbd bench as it comes acknowledges writes from its cache)');
+console.log(`${'job'.padEnd(20)}${pad('vs librbd')}${pad('vs no cache')}`);
 for (const j of jobs) {
-  const a = Number(get('atoll', j)?.[metric(j)]);
-  const b = Number(get('librbd', j)?.[metric(j)]);
-  console.log(`${j.padEnd(20)}${(a / b).toFixed(2).padStart(12)}`);
+  const a = value('atoll', j);
+  console.log(`${j.padEnd(20)}${pad(ratio(a, value('librbd', j)))}` +
+    `${pad(get('librbd-nocache', j) === undefined ? '-' : ratio(a, value('librbd-nocache', j)))}`);
+}
+for (const j of metaJobs) {
+  const a = opsPerSecond('atoll', j);
+  console.log(`${j.padEnd(20)}${pad(ratio(a, opsPerSecond('librbd', j)))}${pad('-')}`);
 }
 EOF

@@ -24,6 +24,16 @@ export interface WriteOptions {
   readonly fence?: Lease;
 }
 
+/** Whether a backend answers, as far as it can tell (see RadosBackend's probe). */
+export interface BackendHealth {
+  /** false while calls get no answer (timeouts, an unanswered probe); true otherwise. */
+  readonly reachable: boolean;
+  /** When the current state began, ms since the epoch. */
+  readonly sinceMs: number;
+  /** While unreachable: the failure that showed it. */
+  readonly lastError?: string;
+}
+
 export interface BackendProperties {
   /** Requests the backend serves well in parallel. */
   readonly concurrency: number;
@@ -42,7 +52,8 @@ export interface BackendProperties {
  * - `flush` makes every write that completed before the call durable (fsync).
  * - `list` calls back exactly once per object whose name starts with `prefix`.
  * - `lock` fails with CONFLICT while another owner holds an unexpired lease on `name`.
- * Errors are StoreErrors: NOT_FOUND, PERMISSION (fenced), NO_SPACE, IO (retryable when transient).
+ * Errors are StoreErrors: NOT_FOUND, PERMISSION (fenced), NO_SPACE, IO (retryable when transient),
+ * UNAVAILABLE (no answer from the storage within the backend's operation timeout; retryable).
  */
 export interface Backend {
   readonly kind: string;
@@ -84,6 +95,8 @@ export interface Backend {
   renew(lease: Lease, ttlMs: number): Promise<Lease>;
   unlock(lease: Lease): Promise<void>;
   close(): Promise<void>;
+  /** Optional: reachability (backends that can lose their storage: rados). Never throws. */
+  health?(): BackendHealth;
 }
 
 export const objectNamePattern = /^[A-Za-z0-9_.-]{1,250}$/;

@@ -26,6 +26,7 @@ const errorCodes = [
   'UNSUPPORTED',
   'ABORTED',
   'IO',
+  'UNAVAILABLE',
   'CORRUPT',
 ] as const satisfies readonly ErrorCode[];
 const errorBody = z.object({

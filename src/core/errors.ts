@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'UNSUPPORTED'
   | 'ABORTED'
   | 'IO'
+  /** A backend (or database) gives no answer right now (an outage); always retryable. */
+  | 'UNAVAILABLE'
   | 'CORRUPT';
 
 export class StoreError extends Error {

@@ -313,6 +313,18 @@ export interface CreateVolumeRequest {
   readonly count?: number;
 }
 
+export interface StoreHealth {
+  /** false while the backend does not answer (an outage): data requests wait, then fail 503. */
+  readonly ready: boolean;
+  readonly backend: {
+    readonly kind: string;
+    readonly reachable: boolean;
+    /** Since when (ISO 8601), for backends that track it. */
+    readonly since?: string;
+    readonly error?: string;
+  };
+}
+
 export interface Atoll {
   authenticate(token: string): Promise<Principal>;
   /**
@@ -502,6 +514,9 @@ export interface Atoll {
 
   runGc(caller: Principal): Promise<GcReport>;
   gcReport(caller: Principal): Promise<GcReport>;
+
+  /** Whether the store can reach its backend right now (for /healthz and /readyz). */
+  health(): StoreHealth;
 
   /** Stop background jobs, flush and close every open volume. */
   close(): Promise<void>;

@@ -32,8 +32,16 @@ export interface OpenOptions {
   readonly metadata?: string;
   /** PostgreSQL connections of this node (1..100, default 10). */
   readonly metadataPoolMax?: number;
-  /** With backend 'rados': the cluster and pool (the namespace defaults to 'atoll'). */
-  readonly rados?: { readonly cephConf?: string; readonly pool: string; readonly cephId?: string };
+  /**
+   * With backend 'rados': the cluster and pool (the namespace defaults to 'atoll'), and how long
+   * one RADOS operation may wait for the cluster before it fails UNAVAILABLE (default 30 s).
+   */
+  readonly rados?: {
+    readonly cephConf?: string;
+    readonly pool: string;
+    readonly cephId?: string;
+    readonly opTimeoutMs?: number;
+  };
   /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
   readonly gcGraceMs?: number;
   /** Background GC period (default 10 min; 0 = only when asked). */
@@ -71,7 +79,7 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   const releaseDir = await lockDataDir(dataDir);
   try {
     const choice = options.backend ?? 'fs';
-    const backend = await openBackend(choice, dataDir, options.rados);
+    const backend = await openBackend(choice, dataDir, options.rados, options.logger);
     let metadata: Metadata;
     try {
       metadata = await openMetadata({
@@ -169,6 +177,7 @@ async function openBackend(
   choice: 'fs' | 'memory' | 'rados' | Backend,
   dataDir: string,
   rados: OpenOptions['rados'],
+  logger: Logger | undefined,
 ): Promise<Backend> {
   if (choice === 'memory') return new MemoryBackend();
   if (choice === 'fs') return FsBackend.open(dataDir);
@@ -176,12 +185,23 @@ async function openBackend(
     if (rados === undefined) throw new StoreError('INVALID', 'the rados backend needs a pool');
     // Imported on demand: the native addon exists only where librados-dev was installed.
     const { RadosBackend } = await import('../backends/rados/rados-backend.js');
+    const opTimeoutMs = rados.opTimeoutMs ?? 30_000;
     return RadosBackend.open({
       pool: rados.pool,
       namespace: 'atoll',
       ...(rados.cephConf === undefined ? {} : { cephConf: rados.cephConf }),
       ...(rados.cephId === undefined ? {} : { cephId: rados.cephId }),
-      timeouts: { connectMs: 30_000, osdOpMs: 30_000, monOpMs: 30_000 },
+      timeouts: { connectMs: 30_000, osdOpMs: opTimeoutMs, monOpMs: opTimeoutMs },
+      onHealthChange: (health) => {
+        if (health.reachable) {
+          logger?.info({ backend: 'rados' }, 'ceph cluster reachable again');
+        } else {
+          logger?.error(
+            { backend: 'rados', error: health.lastError },
+            'ceph cluster unreachable: calls wait up to the op timeout, then fail UNAVAILABLE',
+          );
+        }
+      },
     });
   }
   return choice;

@@ -74,6 +74,7 @@ import type {
   SloSegment,
   SloSegmentInput,
   SnapshotInfo,
+  StoreHealth,
   UpdateObjectOptions,
   UserInfo,
   VersionInfo,
@@ -1417,6 +1418,23 @@ export class AtollService implements Atoll {
 
   resumeHashing(): Promise<void> {
     return this.hasher.kick();
+  }
+
+  health(): StoreHealth {
+    const backend = this.ctx.backend;
+    const state = backend.health?.();
+    if (state === undefined) {
+      return { ready: true, backend: { kind: backend.kind, reachable: true } };
+    }
+    return {
+      ready: state.reachable,
+      backend: {
+        kind: backend.kind,
+        reachable: state.reachable,
+        since: new Date(state.sinceMs).toISOString(),
+        ...(state.lastError === undefined ? {} : { error: state.lastError }),
+      },
+    };
   }
 
   async close(): Promise<void> {

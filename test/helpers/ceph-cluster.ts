@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// A throwaway Ceph cluster for one test file (scripts/ceph-dev.sh, memstore), in its own
-// directory and mon port, started in before() and wiped in after(), as the rados backend tests
-// do. The availability check matches theirs: the daemons, root, and the rados addon.
+// A throwaway Ceph cluster for one test file (scripts/ceph-dev.sh), in its own directory and mon
+// port, started in before() and wiped in after(), as the rados backend tests do. memstore by
+// default (fast start); bluestore keeps its data across an OSD restart. The availability check
+// matches theirs: the daemons, root, and the rados addon.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -27,26 +28,58 @@ export function cephUnavailableReason(): string | undefined {
   return undefined;
 }
 
+/** Whether a missing Ceph must fail the test instead of skipping it (CI). */
+export function cephRequired(): boolean {
+  return process.env.CI === 'true' || process.env.ATOLL_RADOS_REQUIRED === '1';
+}
+
+export interface CephClusterOptions {
+  /** memstore (default: RAM, ~2 s start) or bluestore (a sparse file, ~6 s; survives restarts). */
+  readonly store?: 'memstore' | 'bluestore';
+}
+
 export interface CephCluster {
   readonly conf: string;
   readonly pool: string;
+  readonly dir: string;
+  /** Stop only the OSD (TERM by its PID file); mon and mgr keep running. */
+  stopOsd(): Promise<void>;
+  /** Start the OSD again and wait until the pool is writable. */
+  startOsd(): Promise<void>;
   wipe(): Promise<void>;
 }
 
-export async function startCephCluster(pool: string): Promise<CephCluster> {
+export async function startCephCluster(
+  pool: string,
+  options: CephClusterOptions = {},
+): Promise<CephCluster> {
   const script = join(repoRoot(), 'scripts', 'ceph-dev.sh');
   const dir = await mkdtemp(join(tmpdir(), 'atoll-ceph-'));
-  const env = { ...process.env, CEPH_DEV_DIR: dir, STORE: 'memstore', POOLS: pool };
   // Even ports from 20000 to 59998; the mon also takes the next one.
   const monPort = 20_000 + 2 * Math.floor(Math.random() * 20_000);
-  const wipe = async () => {
-    await run(script, ['wipe'], { env, timeout: 120_000 });
+  const env = {
+    ...process.env,
+    CEPH_DEV_DIR: dir,
+    STORE: options.store ?? 'memstore',
+    POOLS: pool,
+    MON_PORT: String(monPort),
   };
+  const verb = async (name: string, timeoutMs: number) => {
+    await run(script, [name], { env, timeout: timeoutMs });
+  };
+  const wipe = () => verb('wipe', 120_000);
   try {
-    await run(script, ['start'], { env: { ...env, MON_PORT: String(monPort) }, timeout: 180_000 });
+    await verb('start', 180_000);
   } catch (err) {
     await wipe().catch(() => undefined);
     throw err;
   }
-  return { conf: join(dir, 'ceph.conf'), pool, wipe };
+  return {
+    conf: join(dir, 'ceph.conf'),
+    pool,
+    dir,
+    stopOsd: () => verb('osd-stop', 60_000),
+    startOsd: () => verb('osd-start', 120_000),
+    wipe,
+  };
 }

@@ -46,7 +46,10 @@ function unavailableReason(): string | undefined {
 
 const reason = unavailableReason();
 
-if (reason !== undefined && process.env.CI === 'true') {
+if (
+  reason !== undefined &&
+  (process.env.CI === 'true' || process.env.ATOLL_RADOS_REQUIRED === '1')
+) {
   it('has ceph and librados (CI)', () => {
     assert.fail(`rados tests cannot run under CI: ${reason}`);
   });
@@ -186,14 +189,25 @@ if (reason !== undefined && process.env.CI === 'true') {
       }
     });
 
-    it('surfaces operation timeouts as retryable IO errors', async () => {
+    it('surfaces operation timeouts as UNAVAILABLE and reports the outage', async () => {
       // Goal: a cluster that stops answering fails calls after osdOpMs instead of hanging them.
       // Method: `ceph osd pause` (the OSDs stop serving I/O), a client with a 2 s op timeout
-      // writes; it must fail with a retryable IO error within a few seconds. Then unpause and
-      // check the same client works again.
-      const backend = await open({ timeouts: { osdOpMs: 2000, monOpMs: 5000, connectMs: 5000 } });
+      // writes; it must fail with a retryable UNAVAILABLE error within a few seconds and report
+      // the cluster unreachable. Then unpause and check the same client works (and reports it).
+      const changes: boolean[] = [];
+      const backend = await open({
+        timeouts: { osdOpMs: 2000, monOpMs: 5000, connectMs: 5000 },
+        probeIntervalMs: 500,
+        probeTimeoutMs: 1000,
+        unreachableInflightMax: 1,
+        onHealthChange: (health) => changes.push(health.reachable),
+      });
       await ceph('osd', 'pause');
       try {
+        // Idle, the probe notices on its own (no answer within probeTimeoutMs).
+        for (let i = 0; i < 50 && backend.health().reachable; i++) await sleep(100);
+        assert.equal(backend.health().reachable, false, 'the probe saw the pause');
+        assert.match(backend.health().lastError ?? '', /probe/);
         // A client may pass one op on its old osdmap before it sees the pause flag.
         let error: unknown;
         const startMs = Date.now();
@@ -204,15 +218,27 @@ if (reason !== undefined && process.env.CI === 'true') {
           );
         }
         const elapsedMs = Date.now() - startMs;
-        assert.ok(isStoreError(error, 'IO'), `expected IO, got ${String(error)}`);
+        assert.ok(isStoreError(error, 'UNAVAILABLE'), `expected UNAVAILABLE, got ${String(error)}`);
         assert.equal(error.retryable, true);
-        assert.match(error.message, /timed out/i);
+        assert.match(error.message, /timed out.*unreachable/i);
         assert.ok(elapsedMs < 15_000, `took ${elapsedMs} ms`);
+        assert.equal(backend.health().reachable, false);
+        // While unreachable, one call may wait (the cap here); the next fails at once.
+        const waiting = backend.write('paused', 0, Buffer.from('z')).catch((err: unknown) => err);
+        const fastStartMs = Date.now();
+        await assert.rejects(backend.write('paused2', 0, Buffer.from('z')), (err: unknown) =>
+          isStoreError(err, 'UNAVAILABLE'),
+        );
+        assert.ok(Date.now() - fastStartMs < 500, 'over the cap fails at once');
+        assert.ok(isStoreError(await waiting, 'UNAVAILABLE'));
       } finally {
         await ceph('osd', 'unpause');
       }
       await backend.write('paused', 0, Buffer.from('y'));
       assert.equal(Buffer.from(await backend.read('paused', 0, 1)).toString(), 'y');
+      assert.equal(backend.health().reachable, true);
+      assert.deepEqual(changes.slice(0, 1), [false]);
+      assert.equal(changes.at(-1), true);
       await backend.close();
     });
 
@@ -224,7 +250,7 @@ if (reason !== undefined && process.env.CI === 'true') {
       const startMs = Date.now();
       await assert.rejects(
         open({ cephConf: deadConf, timeouts: { connectMs: 2000 } }),
-        (err: unknown) => isStoreError(err, 'IO') && err.retryable,
+        (err: unknown) => isStoreError(err, 'UNAVAILABLE') && err.retryable,
       );
       assert.ok(Date.now() - startMs < 10_000);
     });

@@ -13,7 +13,19 @@
 // Every data call is one asynchronous librados call (rados_aio_*), so the event loop never
 // waits on RADOS; calls without an aio form (lock, listing) run on the libuv pool. Timeouts are
 // librados' own (rados_osd_op_timeout, rados_mon_op_timeout, client_mount_timeout), set at open;
-// an expired one is IO, retryable.
+// an expired one is UNAVAILABLE (retryable).
+//
+// Outages (an OSD or the monitors down). librados keeps every op queued and resends it when the
+// cluster answers again, until the op timeout: so a short outage only delays calls, a long one
+// fails each call after osdOpMs with UNAVAILABLE. Health, states and transitions:
+//
+//   reachable --an op times out, or the probe gets no answer in probeTimeoutMs--> unreachable
+//   unreachable --any op or probe answered (even ENOENT)--> reachable
+//
+// A probe (stat of one object) runs every probeIntervalMs, one at a time, so an idle node
+// notices an outage too; `onHealthChange` reports each transition (the server logs it) and
+// `health()` the state (/healthz). While unreachable, at most unreachableInflightMax calls wait
+// in librados; further calls fail at once with UNAVAILABLE, so nothing queues without bound.
 //
 // Leases. RADOS locks expire on the OSD's clock; we set our expiry from a time taken before the
 // lock call, so on one host our lease ends no later than the OSD's and nobody can take the lock
@@ -35,7 +47,14 @@
 // is the caller's policy (see README).
 import { createHash, randomBytes } from 'node:crypto';
 import { StoreError } from '../../core/errors.js';
-import type { Backend, BackendProperties, Lease, ObjectInfo, WriteOptions } from '../backend.js';
+import type {
+  Backend,
+  BackendHealth,
+  BackendProperties,
+  Lease,
+  ObjectInfo,
+  WriteOptions,
+} from '../backend.js';
 import { objectNamePattern } from '../backend.js';
 import {
   leaseTtlMsMax,
@@ -75,6 +94,14 @@ export interface RadosBackendOptions {
   readonly conf?: Readonly<Record<string, string>>;
   /** Clock for leases, ms since the epoch. Default Date.now. */
   readonly now?: () => number;
+  /** How often the reachability probe runs: 100..60000 ms, default 2000; 0 = never. */
+  readonly probeIntervalMs?: number;
+  /** A probe without an answer after this marks the cluster unreachable: default 4000 ms. */
+  readonly probeTimeoutMs?: number;
+  /** Calls allowed to wait in librados while unreachable (1..65536, default 256). */
+  readonly unreachableInflightMax?: number;
+  /** Called on every change of `health()` (not for the initial reachable state). */
+  readonly onHealthChange?: (health: BackendHealth) => void;
 }
 
 const errno = {
@@ -111,6 +138,11 @@ const listStatConcurrency = 32;
 const fencedRoundsMax = 8;
 /** Attempts of copy when the source keeps growing under us. */
 const copyRoundsMax = 8;
+/** The object the probe stats (it need not exist: ENOENT is an answer). */
+const probeObject = 'atoll.probe';
+const probeIntervalMsDefault = 2_000;
+const probeTimeoutMsDefault = 4_000;
+const unreachableInflightMaxDefault = 256;
 
 export class RadosBackend implements Backend {
   readonly kind = 'rados';
@@ -130,6 +162,16 @@ export class RadosBackend implements Backend {
   readonly #lockChains = new Map<string, Promise<unknown>>();
   readonly #fenceXattrs = new Map<string, string>();
 
+  /** Renewals in flight by lease name: a renewal while one waits joins it (bounded queue). */
+  readonly #renewals = new Map<string, { key: string; done: Promise<Lease> }>();
+  readonly #osdOpMs: number;
+  readonly #probeTimeoutMs: number;
+  readonly #unreachableInflightMax: number;
+  readonly #onHealthChange: ((health: BackendHealth) => void) | undefined;
+  readonly #probeTimer: NodeJS.Timeout | undefined;
+  #probe: Promise<void> | undefined;
+  #health: BackendHealth = { reachable: true, sinceMs: Date.now() };
+
   #inflight = 0;
   #drained: (() => void) | undefined;
   #closed = false;
@@ -147,6 +189,16 @@ export class RadosBackend implements Backend {
     this.pool = options.pool;
     this.namespace = options.namespace ?? '';
     this.#now = options.now ?? Date.now;
+    this.#osdOpMs = Number(seconds(options.timeouts?.osdOpMs, 'osdOpMs')) * 1000;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? probeTimeoutMsDefault;
+    this.#unreachableInflightMax = options.unreachableInflightMax ?? unreachableInflightMaxDefault;
+    this.#onHealthChange = options.onHealthChange;
+    const probeIntervalMs = options.probeIntervalMs ?? probeIntervalMsDefault;
+    if (probeIntervalMs > 0) {
+      this.#probeTimer = setInterval(() => this.#startProbe(), probeIntervalMs);
+      // The probe alone must not keep a process alive.
+      this.#probeTimer.unref();
+    }
   }
 
   /**
@@ -159,6 +211,7 @@ export class RadosBackend implements Backend {
       throw new StoreError('INVALID', 'rados backend: pool is required');
     }
     const namespace = options.namespace ?? '';
+    validateHealthOptions(options);
     const timeouts = options.timeouts ?? {};
     const conf: Record<string, string> = {
       ...options.conf,
@@ -194,6 +247,11 @@ export class RadosBackend implements Backend {
     return this.#cluster.addrs();
   }
 
+  /** Whether the cluster answers, as the last call or probe saw it. */
+  health(): BackendHealth {
+    return this.#health;
+  }
+
   /** aio operations in flight in the addon (for leak tests). */
   get nativeInflight(): number {
     return this.#cluster.inflight();
@@ -204,7 +262,12 @@ export class RadosBackend implements Backend {
    * or sends later fails. The hard fence for a stalled node; see the README.
    */
   async blocklist(address: string, seconds: number): Promise<void> {
-    await this.#run(`blocklist ${address}`, () => this.#cluster.blocklistAdd(address, seconds));
+    await this.#run(
+      `blocklist ${address}`,
+      () => this.#cluster.blocklistAdd(address, seconds),
+      // A monitor call: it says nothing about the OSDs.
+      { answers: false },
+    );
   }
 
   async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
@@ -345,7 +408,8 @@ export class RadosBackend implements Backend {
   async flush(): Promise<void> {
     // Every write resolves only once RADOS has it on stable storage; rados_aio_flush_async
     // additionally waits for writes still in flight, which is what callers expect of a flush.
-    await this.#run('flush', () => this.#data.flush());
+    // With no write in flight it completes in librados alone: no evidence the OSDs answer.
+    await this.#run('flush', () => this.#data.flush(), { answers: false });
   }
 
   async lock(name: string, owner: string, ttlMs: number): Promise<Lease> {
@@ -400,9 +464,25 @@ export class RadosBackend implements Backend {
     });
   }
 
-  async renew(lease: Lease, ttlMs: number): Promise<Lease> {
+  renew(lease: Lease, ttlMs: number): Promise<Lease> {
     validateObjectName(lease.name);
     validateTtl(ttlMs);
+    // A renewal that waits on an unreachable cluster must not pile up behind it the ones its
+    // caller keeps sending (one every ttl/3): the same request joins the one in flight.
+    const key = `${lease.owner}\n${lease.epoch}\n${ttlMs}`;
+    const pending = this.#renewals.get(lease.name);
+    if (pending !== undefined && pending.key === key) return pending.done;
+    const done = this.#renew(lease, ttlMs);
+    const entry = { key, done };
+    this.#renewals.set(lease.name, entry);
+    const forget = () => {
+      if (this.#renewals.get(lease.name) === entry) this.#renewals.delete(lease.name);
+    };
+    done.then(forget, forget);
+    return done;
+  }
+
+  async #renew(lease: Lease, ttlMs: number): Promise<Lease> {
     const { name } = lease;
     return this.#serialized(name, async () => {
       if (!sameLease(this.#leases.get(name), lease)) {
@@ -486,11 +566,14 @@ export class RadosBackend implements Backend {
   /** Waits for operations in flight, flushes, and disconnects. Later calls fail ABORTED. */
   close(): Promise<void> {
     this.#closed = true;
+    if (this.#probeTimer !== undefined) clearInterval(this.#probeTimer);
     this.#closeDone ??= this.#closeAll();
     return this.#closeDone;
   }
 
   async #closeAll(): Promise<void> {
+    // The addon refuses to shut down with an op in flight; a probe ends within osdOpMs.
+    await this.#probe;
     if (this.#inflight > 0) {
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
@@ -508,17 +591,84 @@ export class RadosBackend implements Backend {
 
   // --- Internals ---------------------------------------------------------------------------------
 
-  /** Runs one call against RADOS: counted for close(), errors mapped to StoreErrors. */
-  async #run<T>(what: string, call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one call against RADOS: counted for close(), errors mapped to StoreErrors, its outcome
+   * fed to the health state (`answers`: whether an answer shows the OSDs are reachable). While
+   * unreachable, calls beyond the cap fail at once.
+   */
+  async #run<T>(
+    what: string,
+    call: () => Promise<T>,
+    { answers = true }: { answers?: boolean } = {},
+  ): Promise<T> {
     if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+    if (!this.#health.reachable && this.#inflight >= this.#unreachableInflightMax) {
+      throw new StoreError(
+        'UNAVAILABLE',
+        `${what}: ceph cluster unreachable since ${new Date(this.#health.sinceMs).toISOString()}` +
+          ` (${this.#inflight} calls already waiting): ${this.#health.lastError ?? ''}`,
+        { retryable: true },
+      );
+    }
     this.#inflight++;
     try {
-      return await call();
+      const result = await call();
+      if (answers) this.#answered();
+      return result;
     } catch (err) {
-      throw mapRadosError(err, what);
+      const mapped = mapRadosError(err, what, this.#osdOpMs);
+      if (mapped.code === 'UNAVAILABLE') this.#unanswered(mapped.message);
+      else if (answers && isNativeError(err)) this.#answered();
+      throw mapped;
     } finally {
       if (--this.#inflight === 0 && this.#drained !== undefined) this.#drained();
     }
+  }
+
+  /** A call got an answer from the cluster. */
+  #answered(): void {
+    if (this.#health.reachable) return;
+    this.#setHealth({ reachable: true, sinceMs: Date.now() });
+  }
+
+  /** A call or probe got no answer in time. */
+  #unanswered(reason: string): void {
+    if (!this.#health.reachable || this.#closed) return;
+    this.#setHealth({ reachable: false, sinceMs: Date.now(), lastError: reason });
+  }
+
+  #setHealth(health: BackendHealth): void {
+    this.#health = health;
+    try {
+      this.#onHealthChange?.(health);
+    } catch {
+      // A reporting hook must not break the data path.
+    }
+  }
+
+  /** One probe at a time: a stat that must answer (ENOENT counts) within probeTimeoutMs. */
+  #startProbe(): void {
+    if (this.#probe !== undefined || this.#closed) return;
+    const deadline = setTimeout(() => {
+      this.#unanswered(`no answer from the OSDs to a probe within ${this.#probeTimeoutMs} ms`);
+    }, this.#probeTimeoutMs);
+    deadline.unref();
+    this.#probe = this.#data
+      .stat(probeObject)
+      .then(
+        () => this.#answered(),
+        (err: unknown) => {
+          if (isNativeError(err) && err.errno === -errno.ETIMEDOUT) {
+            this.#unanswered(mapRadosError(err, 'probe', this.#osdOpMs).message);
+          } else if (isNativeError(err)) {
+            this.#answered();
+          }
+        },
+      )
+      .finally(() => {
+        clearTimeout(deadline);
+        this.#probe = undefined;
+      });
   }
 
   /** A write op, fenced when `fence` is given (see the design note). */
@@ -537,15 +687,21 @@ export class RadosBackend implements Backend {
     const epoch = Buffer.from(formatEpoch(fence.epoch));
     const guard: WriteStep[] = [['cmpxattr', xattr, LIBRADOS_CMPXATTR_OP_GTE, epoch]];
     const stamp: WriteStep[] = isRemove ? [] : [['setxattr', xattr, epoch]];
+    // A truncating write starts a new block (copy-on-write of a hole or a whole block), whose
+    // object is almost always missing: try the exclusive create first, saving a round trip.
+    let createFirst = steps.some((step) => step[0] === 'truncate');
     for (let round = 0; round < fencedRoundsMax; round++) {
-      this.#checkFence(fence);
-      try {
-        await this.#run(what, () => this.#data.operate(name, [...guard, ...stamp, ...steps]));
-        return;
-      } catch (err) {
-        if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
-        if (isRemove) throw err;
+      if (!createFirst) {
+        this.#checkFence(fence);
+        try {
+          await this.#run(what, () => this.#data.operate(name, [...guard, ...stamp, ...steps]));
+          return;
+        } catch (err) {
+          if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
+          if (isRemove) throw err;
+        }
       }
+      createFirst = false;
       // The object does not exist, so there is nothing to compare: create it in the same op.
       this.#checkFence(fence);
       try {
@@ -683,6 +839,33 @@ function validateTtl(ttlMs: number): void {
   }
 }
 
+function validateHealthOptions(options: RadosBackendOptions): void {
+  const { probeIntervalMs, probeTimeoutMs, unreachableInflightMax } = options;
+  if (
+    probeIntervalMs !== undefined &&
+    probeIntervalMs !== 0 &&
+    !(Number.isSafeInteger(probeIntervalMs) && probeIntervalMs >= 100 && probeIntervalMs <= 60_000)
+  ) {
+    throw new StoreError('INVALID', 'rados probeIntervalMs must be 0 or 100 to 60000');
+  }
+  if (
+    probeTimeoutMs !== undefined &&
+    !(Number.isSafeInteger(probeTimeoutMs) && probeTimeoutMs >= 100 && probeTimeoutMs <= 600_000)
+  ) {
+    throw new StoreError('INVALID', 'rados probeTimeoutMs must be 100 to 600000');
+  }
+  if (
+    unreachableInflightMax !== undefined &&
+    !(
+      Number.isSafeInteger(unreachableInflightMax) &&
+      unreachableInflightMax >= 1 &&
+      unreachableInflightMax <= 65_536
+    )
+  ) {
+    throw new StoreError('INVALID', 'rados unreachableInflightMax must be 1 to 65536');
+  }
+}
+
 /** librados takes whole seconds; anything shorter than one would mean "forever" (0). */
 function seconds(ms: number | undefined, what: string): string {
   const value = ms ?? defaultTimeoutMs;
@@ -710,8 +893,11 @@ async function mapLimit<T, R>(
   return results;
 }
 
-/** The one place librados errno values become StoreErrors. */
-export function mapRadosError(err: unknown, what: string): StoreError {
+/**
+ * The one place librados errno values become StoreErrors. `timeoutMs` (the op timeout in force)
+ * only makes a timeout's message say how long the call waited.
+ */
+export function mapRadosError(err: unknown, what: string, timeoutMs?: number): StoreError {
   if (err instanceof StoreError) return err;
   if (!isNativeError(err)) {
     const message = err instanceof Error ? err.message : String(err);
@@ -732,8 +918,14 @@ export function mapRadosError(err: unknown, what: string): StoreError {
     case errno.ECANCELED:
       // Only our cmpxattr guards cancel an op: a fence or a lock compare-and-set lost.
       return new StoreError('PERMISSION', `fenced: ${message}`, { cause: err });
-    case errno.ETIMEDOUT:
-      return new StoreError('IO', message, { cause: err, retryable: true });
+    case errno.ETIMEDOUT: {
+      const waited = timeoutMs === undefined ? '' : ` within ${timeoutMs} ms`;
+      return new StoreError(
+        'UNAVAILABLE',
+        `${message}: ceph cluster unreachable (no answer${waited}; OSD or monitors down?)`,
+        { cause: err, retryable: true },
+      );
+    }
     case errno.EBUSY:
       if (isLock)
         return new StoreError('CONFLICT', `${what}: held by another owner`, { cause: err });

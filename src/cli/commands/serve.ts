@@ -87,6 +87,7 @@ interface ServeOptions {
   readonly cephConf?: string;
   readonly pool?: string;
   readonly cephId?: string;
+  readonly cephTimeoutMs?: string;
   readonly nbdAllowRemote?: boolean;
   readonly gcGraceMs?: string;
   readonly commitIntervalMs?: string;
@@ -106,6 +107,11 @@ export function registerServe(program: Command): void {
     .option('--ceph-conf <FILE>', 'rados: ceph.conf of the cluster')
     .option('--pool <POOL>', 'rados: the pool that keeps the blocks')
     .option('--ceph-id <NAME>', 'rados: cephx user without "client." (default admin)')
+    .option(
+      '--ceph-timeout-ms <MS>',
+      'rados: how long one RADOS call waits for an unreachable cluster before it fails ' +
+        '(1000..600000, default 30000)',
+    )
     .option(
       '--nbd-psk <FILE>',
       'TLS-PSK keys for NBD (identity:hexkey per line; identity = account)',
@@ -153,6 +159,14 @@ async function serve(options: ServeOptions): Promise<void> {
   const { destination, pino } = await import('pino');
   const { openAtoll } = await import('../../store/open.js');
   const logger = pino({ level }, destination({ dest: 2, sync: true }));
+  let opTimeoutMs: number | undefined;
+  if (options.cephTimeoutMs !== undefined) {
+    opTimeoutMs = Number(options.cephTimeoutMs);
+    if (!/^\d{4,6}$/.test(options.cephTimeoutMs) || opTimeoutMs > 600_000) {
+      throw new UsageError(`invalid --ceph-timeout-ms '${options.cephTimeoutMs}': 1000..600000`);
+    }
+    if (backend !== 'rados') throw new UsageError('--ceph-timeout-ms needs --backend rados');
+  }
   const rados =
     options.pool === undefined
       ? {}
@@ -161,6 +175,7 @@ async function serve(options: ServeOptions): Promise<void> {
             pool: options.pool,
             ...(options.cephConf === undefined ? {} : { cephConf: options.cephConf }),
             ...(options.cephId === undefined ? {} : { cephId: options.cephId }),
+            ...(opTimeoutMs === undefined ? {} : { opTimeoutMs }),
           },
         };
   let gcGraceMs: number | undefined;

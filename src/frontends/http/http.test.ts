@@ -144,7 +144,9 @@ after(async () => {
 
 describe('public routes and authentication', () => {
   it('answers /healthz and the OpenAPI document without a token', async () => {
-    assert.deepEqual((await call('GET', '/healthz', { token: null })).json, { ok: true });
+    const ready = { ready: true, backend: { kind: 'memory', reachable: true } };
+    assert.deepEqual((await call('GET', '/healthz', { token: null })).json, { ok: true, ...ready });
+    assert.deepEqual((await call('GET', '/readyz', { token: null })).json, ready);
     const doc = (await call('GET', '/api/openapi.json', { token: null })).json as {
       openapi: string;
       paths: Record<string, unknown>;

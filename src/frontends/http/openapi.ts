@@ -68,6 +68,24 @@ const schemas = {
     maximum: volumeBytesMax,
     multipleOf: sectorSizeBytes,
   },
+  Health: {
+    type: 'object',
+    required: ['ready', 'backend'],
+    properties: {
+      ok: { type: 'boolean' },
+      ready: { type: 'boolean' },
+      backend: {
+        type: 'object',
+        required: ['kind', 'reachable'],
+        properties: {
+          kind: { type: 'string' },
+          reachable: { type: 'boolean' },
+          since: { type: 'string', format: 'date-time' },
+          error: { type: 'string' },
+        },
+      },
+    },
+  },
   Error: {
     type: 'object',
     required: ['error'],
@@ -91,6 +109,7 @@ const schemas = {
               'UNSUPPORTED',
               'ABORTED',
               'IO',
+              'UNAVAILABLE',
               'CORRUPT',
             ],
           },
@@ -205,7 +224,18 @@ const responses = Object.fromEntries(
 
 const paths = {
   '/healthz': {
-    get: { summary: 'Liveness', security: [], responses: { 200: ok('Up', { type: 'object' }) } },
+    get: {
+      summary: 'Liveness, with the backend state',
+      security: [],
+      responses: { 200: ok('Up', ref('Health')) },
+    },
+  },
+  '/readyz': {
+    get: {
+      summary: 'Readiness: 503 while the backend (Ceph) does not answer',
+      security: [],
+      responses: { 200: ok('Ready', ref('Health')), 503: ok('Backend unreachable', ref('Health')) },
+    },
   },
   '/api/whoami': {
     get: { summary: 'The caller', responses: { 200: ok('Caller', ref('Principal')) } },

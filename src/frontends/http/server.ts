@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The HTTP front end: a fastify server over the Atoll service.
 //
-//   /healthz, /api/openapi.json          public
+//   /healthz, /readyz, /api/openapi.json public (liveness; readiness = the backend answers)
 //   /auth/v1.0, /info                    public: Swift v1 auth and capabilities
 //   /api/...  JSON (≤ jsonBodyBytesMax) and volume data (octet-stream, ≤ ioRequestBytesMax,
 //             buffered by a content-type parser)
@@ -28,6 +28,7 @@ import { swiftPublicRoutes } from './routes/swift-auth.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { volumeDataRoutes } from './routes/volume-data.js';
 import { volumeRoutes } from './routes/volumes.js';
+import { retryAfterSeconds } from './status.js';
 
 export interface HttpOptions {
   /** Address to listen on, e.g. '127.0.0.1' or '::1'. */
@@ -72,7 +73,14 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
   // Swift's COPY method (the body, if any, is ignored).
   app.addHttpMethod('COPY');
 
-  app.get('/healthz', async () => ({ ok: true }));
+  // Liveness: the server runs (even while its backend is unreachable); the body says more.
+  app.get('/healthz', async () => ({ ok: true, ...atoll.health() }));
+  // Readiness: 503 while the backend does not answer, so a balancer can route elsewhere.
+  app.get('/readyz', async (_request, reply) => {
+    const health = atoll.health();
+    if (!health.ready) reply.code(503).header('retry-after', String(retryAfterSeconds));
+    return health;
+  });
   app.get('/api/openapi.json', async () => openApiDocument);
   swiftPublicRoutes(app, atoll);
 

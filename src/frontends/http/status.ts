@@ -36,6 +36,7 @@ export function httpStatusOf(code: ErrorCode, retryable: boolean): HttpStatus {
     case 'UNSUPPORTED':
       return { status: 501 };
     case 'ABORTED':
+    case 'UNAVAILABLE':
       return { status: 503, retryAfterSeconds };
     case 'IO':
     case 'CORRUPT':

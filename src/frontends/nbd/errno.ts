@@ -21,6 +21,7 @@ export function nbdErrnoForCode(code: ErrorCode, kind: CommandKind): NbdErrnoVal
     case 'NO_SPACE':
       return NbdErrno.ENOSPC;
     case 'IO':
+    case 'UNAVAILABLE':
     case 'CORRUPT':
       return NbdErrno.EIO;
     case 'ABORTED':
