@@ -644,6 +644,7 @@ export class AtollService implements Atoll {
       }
       if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
       await this.ctx.backend.flush();
+      await this.archiveCurrent(caller, path, 'write');
       const row = await this.ctx.metadata.putObject({
         object: {
           account: path.account,
@@ -871,6 +872,7 @@ export class AtollService implements Atoll {
     const slo = await buildSlo(this.ctx, path.account, segments);
     if (options.ifNoneMatchAny === true) await this.checkAbsent(path);
     const quota = await this.quotaOf(path.account, slo.sizeBytes);
+    await this.archiveCurrent(caller, path, 'write');
     const row = await this.ctx.metadata.putObject({
       object: {
         account: path.account,
