@@ -258,6 +258,19 @@ export interface Hashmap {
   readonly hashes: readonly string[];
 }
 
+/** One small file of a batch upload (putObjects): its whole body is in memory. */
+export interface BatchFile {
+  readonly name: string;
+  readonly data: Uint8Array;
+  /** Lowercase hex MD5 the client computed: a body that differs is refused (ETag check). */
+  readonly md5?: string;
+  readonly contentType?: string;
+}
+
+export type BatchResult =
+  | { readonly ok: true; readonly info: ObjectInfo }
+  | { readonly ok: false; readonly error: unknown };
+
 export interface HashmapPut {
   readonly bytes: number;
   readonly hashes: readonly string[];
@@ -482,6 +495,16 @@ export interface Atoll {
    * store lacks) when blocks must be uploaded first.
    */
   putHashmap(caller: Principal, path: ObjectPath, request: HashmapPut): Promise<ObjectInfo>;
+  /**
+   * Create or replace many small files of one container at once (sync's batch upload): one
+   * result per file, in order; a file that fails changes nothing and does not stop the others.
+   */
+  putObjects(
+    caller: Principal,
+    account: string,
+    container: string,
+    files: readonly BatchFile[],
+  ): Promise<BatchResult[]>;
   /** Store blocks ahead of a hashmap PUT; the body is cut at 4 MiB; returns their hashes. */
   uploadBlocks(
     caller: Principal,

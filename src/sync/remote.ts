@@ -23,6 +23,18 @@ export type PutHashmapResult =
   | { readonly created: true; readonly etag: string }
   | { readonly created: false; readonly missing: readonly string[] };
 
+export type BatchAnswer =
+  | { readonly etag: string; readonly hash: string }
+  | { readonly error: unknown };
+
+interface BatchEntry {
+  readonly name?: unknown;
+  readonly status?: unknown;
+  readonly etag?: unknown;
+  readonly x_object_hash?: string;
+  readonly error?: { code?: string; message?: string };
+}
+
 interface ListingEntry {
   readonly name: string;
   readonly bytes: number;
@@ -42,6 +54,8 @@ export class RemoteStore {
   /** Payload bytes sent (request bodies) and received (response bodies) so far. */
   sentBytes = 0;
   receivedBytes = 0;
+  /** Unknown until the first batch: null, then whether the server implements it. */
+  #batchWorks: boolean | null = null;
   /** Unknown until the first COPY: null, then whether the server implements it. */
   #copyWorks: boolean | null = null;
 
@@ -166,6 +180,50 @@ export class RemoteStore {
     });
     await response.body?.cancel();
     return response.headers.get('etag') ?? '';
+  }
+
+  /**
+   * PUT many small files at once (POST ?batch, one request): one answer per file, in order, or
+   * undefined when the server does not implement batches (then the caller PUTs them one by one).
+   */
+  async putBatch(
+    files: readonly { path: string; data: Uint8Array; md5: string }[],
+  ): Promise<BatchAnswer[] | undefined> {
+    if (this.#batchWorks === false) return undefined;
+    const manifest = JSON.stringify({
+      files: files.map((f) => ({ name: this.nameOf(f.path), bytes: f.data.length, md5: f.md5 })),
+    });
+    const body = Buffer.concat([Buffer.from(`${manifest}\n`), ...files.map((f) => f.data)]);
+    const response = await this.#send('POST', `${this.containerUrl()}?batch`, {
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+      allow: [400, 404, 405, 501],
+    });
+    const answer = response.status === 200 ? await this.#json(response) : undefined;
+    if (answer === undefined) await response.body?.cancel();
+    const list = (answer as { files?: unknown } | undefined)?.files;
+    if (!Array.isArray(list) || list.length !== files.length) {
+      // Not a server with batches (an old one treats the POST as a container update): never
+      // ask again in this pass. The files were not created by it; they go one by one.
+      if (this.#batchWorks === true) {
+        throw new RemoteError(500, 'IO', `bad batch answer (HTTP ${response.status})`);
+      }
+      this.#batchWorks = false;
+      return undefined;
+    }
+    this.#batchWorks = true;
+    return list.map((entry: BatchEntry, idx): BatchAnswer => {
+      const name = this.nameOf(files[idx]?.path ?? '');
+      if (entry?.name !== name) {
+        return { error: new RemoteError(500, 'IO', `batch answer ${idx} is not for ${name}`) };
+      }
+      if (entry.status === 201 && typeof entry.etag === 'string') {
+        return { etag: entry.etag, hash: entry.x_object_hash ?? '' };
+      }
+      const status = typeof entry.status === 'number' ? entry.status : 500;
+      const code = (entry.error?.code ?? 'IO') as ErrorCode;
+      return { error: new RemoteError(status, code, entry.error?.message ?? `HTTP ${status}`) };
+    });
   }
 
   /** GET bytes [offset, offset + length) (or the whole object) as a byte stream. */

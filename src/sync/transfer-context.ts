@@ -9,6 +9,9 @@ import type { RemoteStore } from './remote.js';
 
 /** Files at most this big move as one whole-object request (a hashmap round trip costs more). */
 export const smallFileBytesMax = 64 * 1024;
+/** Small files in one batch upload (POST ?batch), and their bytes together (one block). */
+export const batchFilesMax = 64;
+export const batchBytesMax = 4 * 1024 * 1024;
 /** Blocks in one block-upload POST or one range GET. */
 export const requestBlocksMax = 4;
 

@@ -61,6 +61,14 @@ export async function uploadFile(
 }
 
 async function uploadSmall(ctx: TransferContext, path: string, file: LocalFile) {
+  const data = await readSmall(ctx, path, file);
+  const etag = await ctx.remote.putObject(path, data);
+  ctx.progress.moved(data.length);
+  return { remote: checkedRemote(path, file, etag), sentBytes: data.length };
+}
+
+/** A small file's bytes, which must still be what was hashed (FileChangedError if not). */
+export async function readSmall(ctx: TransferContext, path: string, file: LocalFile) {
   const absPath = join(ctx.root, path);
   const handle = await open(absPath, 'r');
   let data: Buffer;
@@ -71,12 +79,44 @@ async function uploadSmall(ctx: TransferContext, path: string, file: LocalFile) 
   }
   const md5 = createHash('md5').update(data).digest('hex');
   if (data.length !== file.sizeBytes || md5 !== file.hash.md5) throw new FileChangedError(absPath);
-  const etag = await ctx.remote.putObject(path, data);
-  ctx.progress.moved(data.length);
+  return data;
+}
+
+/** The remote object a whole-body upload made; its ETag must be the MD5 sent. */
+export function checkedRemote(path: string, file: LocalFile, etag: string): RemoteObject {
+  const md5 = file.hash.md5;
   if (etag !== '' && etag !== md5) {
     throw new RemoteError(500, 'CORRUPT', `${path}: the server stored ETag ${etag}, sent ${md5}`);
   }
-  return { remote: remoteOf(file, etag === '' ? md5 : etag), sentBytes: data.length };
+  return remoteOf(file, etag === '' ? md5 : etag);
+}
+
+/**
+ * Upload many small files in one request (POST ?batch); false when the server lacks batches,
+ * and the caller sends them one by one. Each file's outcome goes to `done`, in order.
+ */
+export async function uploadBatch(
+  ctx: TransferContext,
+  files: readonly { path: string; file: LocalFile; data: Buffer }[],
+  done: (path: string, outcome: { result: UploadResult } | { error: unknown }) => void,
+): Promise<boolean> {
+  const answers = await ctx.remote.putBatch(
+    files.map(({ path, file, data }) => ({ path, data, md5: file.hash.md5 })),
+  );
+  if (answers === undefined) return false;
+  for (const [idx, { path, file, data }] of files.entries()) {
+    const answer = answers[idx];
+    try {
+      if (answer === undefined) throw new RemoteError(500, 'IO', `${path}: no batch answer`);
+      if ('error' in answer) throw answer.error;
+      const remote = checkedRemote(path, file, answer.etag);
+      done(path, { result: { remote, sentBytes: data.length } });
+    } catch (error) {
+      done(path, { error });
+    }
+    ctx.progress.moved(data.length);
+  }
+  return true;
 }
 
 function remoteOf(file: LocalFile, etag: string): RemoteObject {

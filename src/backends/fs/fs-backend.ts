@@ -112,6 +112,9 @@ export class FsBackend implements Backend {
   #syncError: StoreError | undefined;
   /** Files written and closed (evicted, put, copied) since their last fsync. */
   readonly #unsynced = new Set<string>();
+  /** The flush in progress, and the one queued behind it (shared by its callers). */
+  #flushRunning: Promise<void> | undefined;
+  #flushNext: Promise<void> | undefined;
 
   readonly #locks = new Map<string, LockState | undefined>();
   readonly #lockLoads = new Map<string, Promise<void>>();
@@ -277,6 +280,10 @@ export class FsBackend implements Backend {
         if (options.durable === true) await writeFileDurably(tempPath, data);
         else await writeNewFile(tempPath, data);
         await this.#checkFence(options.fence);
+        // Unsynced before the name appears and again after: a flush that starts once another
+        // caller can see the file syncs it even before this continuation runs (a flush that ran
+        // before the rename skipped the missing name, so it is added again).
+        if (options.durable !== true) this.#unsynced.add(name);
         await rename(tempPath, join(this.#objectsDir, name));
         if (options.durable !== true) this.#unsynced.add(name);
       } catch (err) {
@@ -351,7 +358,34 @@ export class FsBackend implements Backend {
     });
   }
 
-  async flush(): Promise<void> {
+  /**
+   * Group flush (as WalSync does for SQLite): a flush that starts while another runs waits for it
+   * and then runs once for everyone who asked meanwhile, so concurrent uploads share their
+   * directory fsync and sync their files together instead of queueing one flush each. A caller
+   * never returns before a flush that started after its call has finished: a block put by
+   * another request and still being synced by the running flush is durable when it returns.
+   */
+  flush(): Promise<void> {
+    if (this.#flushRunning === undefined) return this.#startFlush();
+    if (this.#flushNext === undefined) {
+      const after = (): Promise<void> => {
+        this.#flushNext = undefined;
+        return this.#startFlush();
+      };
+      this.#flushNext = this.#flushRunning.then(after, after);
+    }
+    return this.#flushNext;
+  }
+
+  #startFlush(): Promise<void> {
+    const run: Promise<void> = this.#flushNow().finally(() => {
+      if (this.#flushRunning === run) this.#flushRunning = undefined;
+    });
+    this.#flushRunning = run;
+    return run;
+  }
+
+  async #flushNow(): Promise<void> {
     await this.#run(async () => {
       const closing = [...this.#closing];
       const dirty = [...this.#files.values()].filter((file) => file.dirty);
@@ -637,28 +671,33 @@ export class FsBackend implements Backend {
   async #syncUnsynced(): Promise<void> {
     const names = [...this.#unsynced];
     this.#unsynced.clear();
-    const results = await Promise.allSettled(
-      names.map(async (name) => {
-        let handle: FileHandle;
-        try {
-          handle = await open(join(this.#objectsDir, name), fsConstants.O_RDONLY);
-        } catch (err) {
-          if (isErrno(err, 'ENOENT')) return; // deleted since: nothing to make durable
-          throw err;
-        }
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-      }),
-    );
+    // At most fsyncsInFlightMax at once: a big upload leaves hundreds of blocks unsynced.
+    const results: PromiseSettledResult<void>[] = [];
+    for (let at = 0; at < names.length; at += fsyncsInFlightMax) {
+      const batch = names.slice(at, at + fsyncsInFlightMax);
+      results.push(...(await Promise.allSettled(batch.map((name) => this.#syncName(name)))));
+    }
     results.forEach((r, i) => {
       if (r.status === 'rejected') {
         this.#unsynced.add(names[i] as string);
         this.#syncError ??= mapFsError(r.reason, `fsync ${names[i]}`);
       }
     });
+  }
+
+  async #syncName(name: string): Promise<void> {
+    let handle: FileHandle;
+    try {
+      handle = await open(join(this.#objectsDir, name), fsConstants.O_RDONLY);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return; // deleted since: nothing to make durable
+      throw err;
+    }
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
 
   async #syncFile(file: OpenFile): Promise<void> {
@@ -781,6 +820,9 @@ export class FsBackend implements Backend {
     if (this.#inflight === 0 && this.#drained !== undefined) this.#drained();
   }
 }
+
+/** fsyncs of unsynced files started at once by one flush (thread pool and descriptors). */
+const fsyncsInFlightMax = 64;
 
 // --- Helpers ---------------------------------------------------------------------------------
 

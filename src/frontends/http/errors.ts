@@ -54,7 +54,7 @@ function body(code: string, message: string): ErrorBody {
 }
 
 /** StoreErrors pass through; framework client errors become StoreErrors; bugs give undefined. */
-function toStoreError(err: unknown): StoreError | undefined {
+export function toStoreError(err: unknown): StoreError | undefined {
   if (isStoreError(err)) return err;
   if (!isFastifyError(err)) return undefined;
   const status = err.statusCode ?? 500;

@@ -5,14 +5,22 @@
 //                                          -> 201 (created from stored blocks) or
 //                                          -> 409 with the JSON list of missing hashes
 //   POST /v1/A/C?update                    body: raw blocks, cut at 4 MiB -> 202 [hash, ...]
+//   POST /v1/A/C?batch                     many small files at once (atoll sync), body:
+//                                          {"files":[{"name","bytes","md5"?,"content_type"?}]}
+//                                          "\n", then the files' bytes back to back
+//                                          -> 200 {"files":[{"name","status":201,"etag",
+//                                             "x_object_hash"} | {"name","status":4xx/5xx,
+//                                             "error":{"code","message"}}]} in order
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { isStoreError, StoreError } from '../../../core/errors.js';
 import { topHash } from '../../../core/hash.js';
-import { blockUploadBytesMax } from '../../../core/limits.js';
+import { blockSizeBytes, blockUploadBytesMax } from '../../../core/limits.js';
 import type { Atoll, ObjectPath } from '../../../store/api.js';
 import { callerOf } from '../auth.js';
+import { toStoreError } from '../errors.js';
+import { statusOfError } from '../status.js';
 import { parseInput } from '../validate.js';
 
 /** A hashmap of a 1 TiB file is ~17 MB of JSON. */
@@ -29,6 +37,91 @@ const hashmapBody = z
 
 export function isHashmapQuery(query: unknown): boolean {
   return typeof query === 'object' && query !== null && 'hashmap' in query;
+}
+
+export function isBatchQuery(query: unknown): boolean {
+  return typeof query === 'object' && query !== null && 'batch' in query;
+}
+
+/** Files of one batch, their bytes, and the manifest line: each limit refuses the request. */
+const batchFilesMax = 1000;
+const batchFileBytesMax = blockSizeBytes;
+const batchDataBytesMax = 4 * blockSizeBytes;
+const batchManifestBytesMax = 1024 * 1024;
+
+const batchManifest = z
+  .object({
+    files: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(1024),
+            bytes: z.number().int().min(0).max(batchFileBytesMax),
+            md5: z
+              .string()
+              .regex(/^[0-9a-f]{32}$/)
+              .optional(),
+            content_type: z.string().max(256).optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(batchFilesMax),
+  })
+  .strict();
+
+export async function postBatch(
+  atoll: Atoll,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  account: string,
+  container: string,
+): Promise<FastifyReply> {
+  const body = await readBody(request.body, batchManifestBytesMax + batchDataBytesMax);
+  const newline = body.indexOf(0x0a);
+  if (newline < 0 || newline > batchManifestBytesMax) {
+    throw new StoreError('INVALID', 'a batch starts with its JSON manifest and a newline');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.subarray(0, newline).toString('utf8'));
+  } catch {
+    throw new StoreError('INVALID', 'the batch manifest is not JSON');
+  }
+  const manifest = parseInput(batchManifest, json, 'batch');
+  const dataBytes = manifest.files.reduce((sum, f) => sum + f.bytes, 0);
+  if (newline + 1 + dataBytes !== body.length) {
+    throw new StoreError(
+      'INVALID',
+      `the batch manifest lists ${dataBytes} bytes of files, the body holds ` +
+        `${body.length - newline - 1}`,
+    );
+  }
+  let at = newline + 1;
+  const files = manifest.files.map((f) => {
+    const data = body.subarray(at, at + f.bytes);
+    at += f.bytes;
+    return {
+      name: f.name,
+      data,
+      ...(f.md5 === undefined ? {} : { md5: f.md5 }),
+      ...(f.content_type === undefined ? {} : { contentType: f.content_type }),
+    };
+  });
+  const results = await atoll.putObjects(callerOf(request), account, container, files);
+  return reply.code(200).send({
+    files: results.map((r, idx) => {
+      const name = files[idx]?.name;
+      if (r.ok) return { name, status: 201, etag: r.info.etag, x_object_hash: r.info.hash };
+      const error = toStoreError(r.error);
+      if (error === undefined) request.log.error({ err: r.error }, 'batch file failed');
+      const status = error === undefined ? 500 : statusOfError(error).status;
+      const code = error?.code ?? 'IO';
+      const message = error?.message ?? 'internal error (details are in the server log)';
+      if (status >= 500 && error !== undefined) request.log.error({ err: error }, 'batch file');
+      return { name, status, error: { code, message } };
+    }),
+  });
 }
 
 export function isUpdateQuery(query: unknown): boolean {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Atoll, ContainerInfo } from '../../../store/api.js';
 import { callerOf } from '../auth.js';
 import { nameSchema, parseInput } from '../validate.js';
-import { isUpdateQuery, postBlocks } from './hashmaps.js';
+import { isBatchQuery, isUpdateQuery, postBatch, postBlocks } from './hashmaps.js';
 import { metaChanges, sendMeta, swiftTimestamp } from './swift-headers.js';
 import { listingOf, sendObjectListing } from './swift-listing.js';
 
@@ -53,6 +53,7 @@ export function swiftContainerRoutes(app: FastifyInstance, atoll: Atoll): void {
   app.post('/v1/:account/:container', async (request, reply) => {
     const { account, container } = parseInput(containerParams, request.params, 'container');
     if (isUpdateQuery(request.query)) return postBlocks(atoll, request, reply, account, container);
+    if (isBatchQuery(request.query)) return postBatch(atoll, request, reply, account, container);
     const changes = metaChanges(request, 'container');
     await atoll.updateContainerMeta(callerOf(request), account, container, changes);
     return reply.code(204).send();
