@@ -34,6 +34,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
 }
 
 export function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  // Refused before its body was read to the end (over a limit, bad manifest): the rest of the
+  // body is still on the socket, so the connection cannot carry another request. Close it, or
+  // a keep-alive client would send its next request behind the unread bytes and hang.
+  if (!request.raw.complete) reply.header('connection', 'close');
   const storeError = toStoreError(err);
   if (storeError === undefined) {
     request.log.error({ err }, 'unexpected error while handling request');
