@@ -42,6 +42,8 @@ export interface MapView {
   readonly entries: ReadonlyMap<number, Entry>;
   readonly parent: FrozenMap | null;
   readonly parentLimitBytes: number;
+  /** Private blocks named with this prefix may change (a volume's current epoch); else none. */
+  readonly mutablePrefix?: string;
 }
 
 export class FrozenMap implements MapView {

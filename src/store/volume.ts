@@ -36,6 +36,7 @@ import {
   zeroEntry,
 } from './block-map.js';
 import { blockPieces, mapExtents, readBlockInto, readSourceInto } from './block-reader.js';
+import type { SharedBlockCache } from './shared-block-cache.js';
 
 export interface VolumeContext {
   readonly backend: Backend;
@@ -43,6 +44,8 @@ export interface VolumeContext {
   readonly guard: BlockGuard;
   readonly maps: MapCache;
   readonly nowMs: () => number;
+  /** The node's shared cache of immutable blocks (none: every read goes to the backend). */
+  readonly blockCache?: SharedBlockCache;
 }
 
 const zeroBlock = Buffer.alloc(blockSizeBytes);
@@ -312,6 +315,11 @@ export class Volume implements BlockIO, MapView {
 
   isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Blocks with this prefix are written in place; every other block is immutable. */
+  get mutablePrefix(): string {
+    return this.writablePrefix;
   }
 
   // ---- internals -------------------------------------------------------------------------------

@@ -16,6 +16,9 @@
 // 4 (images): an image is a file registered under a name with properties (JSON text). It names
 // its file by path in its own account; the foreign key to objects cascades a DELETE of the file
 // to the image (an overwrite is an UPDATE of the object row and keeps it).
+//
+// 5 (I/O pipelines): each volume's pipeline spec (canonical text, '' = none) and the node whose
+// write-back log holds data not yet drained into it (NULL = none); see docs/pipeline.md.
 
 export const migrations: readonly string[] = [
   `
@@ -195,5 +198,10 @@ export const migrations: readonly string[] = [
       ON DELETE CASCADE
   );
   CREATE INDEX images_file ON images(account, container, object);
+  `,
+  `
+  ALTER TABLE volumes ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';
+  ALTER TABLE volumes ADD COLUMN log_owner TEXT;
+  CREATE INDEX volumes_log_owner ON volumes(log_owner) WHERE log_owner IS NOT NULL;
   `,
 ];

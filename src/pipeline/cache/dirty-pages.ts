@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// Dirty pages of a write-back cache: the newest bytes of every page written since it was last
+// drained, each with the log sequence number of the write that last touched it. Pages are whole
+// (4 KiB, the last page of a volume may be shorter): a partial write merges into the page's old
+// bytes first, under a page lock, so the drainer always writes whole pages.
+//
+//   install(p, seq)  ->  dirty, seq = max      drained round <= seq  ->  removed (unless locked)
+//
+// The log may drop every record older than the oldest dirty sequence number: each page either
+// was drained after its newest write (and the lower stage flushed), or is still dirty with a
+// newer record that stays in the log.
+import { assert } from '../../core/assert.js';
+
+export interface DirtyPage {
+  readonly data: Uint8Array;
+  readonly seq: number;
+}
+
+export class DirtyPages {
+  private readonly pages = new Map<number, DirtyPage>();
+  private readonly locks = new Map<number, Promise<void>>();
+  private bytesUsed = 0;
+
+  get bytes(): number {
+    return this.bytesUsed;
+  }
+  get size(): number {
+    return this.pages.size;
+  }
+
+  get(page: number): DirtyPage | undefined {
+    return this.pages.get(page);
+  }
+
+  install(page: number, data: Uint8Array, seq: number): void {
+    const old = this.pages.get(page);
+    assert(old === undefined || old.seq < seq, 'pages are installed in log order');
+    this.bytesUsed += data.length - (old?.data.length ?? 0);
+    this.pages.set(page, { data, seq });
+  }
+
+  /** Every dirty page, in page order (a drain round's work list). */
+  snapshot(): [number, DirtyPage][] {
+    return [...this.pages].sort((a, b) => a[0] - b[0]);
+  }
+
+  /** The `count` pages with the oldest writes, in page order (a drain round's work list). */
+  oldest(count: number): [number, DirtyPage][] {
+    const all = [...this.pages];
+    const taken =
+      all.length <= count ? all : all.sort((a, b) => a[1].seq - b[1].seq).slice(0, count);
+    return taken.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Forget a drained page unless it was written again or is being merged into right now. */
+  removeIfUnchanged(page: number, drained: DirtyPage): boolean {
+    if (this.pages.get(page) !== drained || this.locks.has(page)) return false;
+    this.pages.delete(page);
+    this.bytesUsed -= drained.data.length;
+    assert(this.bytesUsed >= 0, 'dirty bytes never go negative');
+    return true;
+  }
+
+  /** The oldest sequence number still dirty, or Infinity. */
+  oldestSeq(): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const p of this.pages.values()) if (p.seq < oldest) oldest = p.seq;
+    return oldest;
+  }
+
+  clear(): void {
+    this.pages.clear();
+    this.bytesUsed = 0;
+  }
+
+  /** Run `fn` holding the locks of `pages` (sorted, so two writers never deadlock). */
+  async withLocks<T>(pages: readonly number[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(pages)].sort((a, b) => a - b);
+    const releases: (() => void)[] = [];
+    try {
+      for (const page of sorted) {
+        for (let held = this.locks.get(page); held !== undefined; held = this.locks.get(page)) {
+          await held;
+        }
+        let release = (): void => {};
+        this.locks.set(
+          page,
+          new Promise<void>((resolve) => {
+            release = resolve;
+          }),
+        );
+        releases.push(() => {
+          this.locks.delete(page);
+          release();
+        });
+      }
+      return await fn();
+    } finally {
+      for (const release of releases) release();
+    }
+  }
+}
