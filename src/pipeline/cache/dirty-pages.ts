@@ -1,19 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 // Dirty pages of a write-back cache: the newest bytes of every page written since it was last
-// drained, each with the log sequence number of the write that last touched it. Pages are whole
+// drained, each with the log sequence number of the write that last touched it (`seq`) and of
+// the oldest write whose bytes the stage below may not have yet (`since`). Pages are whole
 // (4 KiB, the last page of a volume may be shorter): a partial write merges into the page's old
 // bytes first, under a page lock, so the drainer always writes whole pages.
 //
-//   install(p, seq)  ->  dirty, seq = max      drained round <= seq  ->  removed (unless locked)
+//   install(p, seq)   ->  dirty, seq = seq, since = since of the dirty page, or seq
+//   drained(p, entry) ->  removed if unchanged and unlocked, else since = entry.seq + 1
 //
-// The log may drop every record older than the oldest dirty sequence number: each page either
-// was drained after its newest write (and the lower stage flushed), or is still dirty with a
-// newer record that stays in the log.
+// The log may drop every record older than the oldest `since`: a record older than that touched
+// only pages whose bytes up to it are durable below. Not the oldest `seq`: a page written whole
+// (seq 2), then in part (seq 9), holds merged bytes, but record 9 carries only the part; while
+// the page is undrained, record 2 is needed to replay it.
 import { assert } from '../../core/assert.js';
 
 export interface DirtyPage {
   readonly data: Uint8Array;
   readonly seq: number;
+  /** The oldest record with bytes of this page that may not be durable below (<= seq). */
+  since: number;
 }
 
 export class DirtyPages {
@@ -36,7 +41,7 @@ export class DirtyPages {
     const old = this.pages.get(page);
     assert(old === undefined || old.seq < seq, 'pages are installed in log order');
     this.bytesUsed += data.length - (old?.data.length ?? 0);
-    this.pages.set(page, { data, seq });
+    this.pages.set(page, { data, seq, since: old?.since ?? seq });
   }
 
   /** Every dirty page, in page order (a drain round's work list). */
@@ -44,27 +49,35 @@ export class DirtyPages {
     return [...this.pages].sort((a, b) => a[0] - b[0]);
   }
 
-  /** The `count` pages with the oldest writes, in page order (a drain round's work list). */
+  /** The `count` pages holding the oldest undrained records, in page order (a round's work). */
   oldest(count: number): [number, DirtyPage][] {
     const all = [...this.pages];
     const taken =
-      all.length <= count ? all : all.sort((a, b) => a[1].seq - b[1].seq).slice(0, count);
+      all.length <= count ? all : all.sort((a, b) => a[1].since - b[1].since).slice(0, count);
     return taken.sort((a, b) => a[0] - b[0]);
   }
 
-  /** Forget a drained page unless it was written again or is being merged into right now. */
+  /**
+   * `drained` reached the stage below and was flushed there: forget the page unless it was
+   * written again or is being merged into right now; then only records after it are needed.
+   */
   removeIfUnchanged(page: number, drained: DirtyPage): boolean {
-    if (this.pages.get(page) !== drained || this.locks.has(page)) return false;
+    const current = this.pages.get(page);
+    if (current === undefined) return false;
+    if (current !== drained || this.locks.has(page)) {
+      current.since = Math.max(current.since, Math.min(drained.seq + 1, current.seq));
+      return false;
+    }
     this.pages.delete(page);
     this.bytesUsed -= drained.data.length;
     assert(this.bytesUsed >= 0, 'dirty bytes never go negative');
     return true;
   }
 
-  /** The oldest sequence number still dirty, or Infinity. */
+  /** The oldest record whose bytes may not be durable below yet (a `since`), or Infinity. */
   oldestSeq(): number {
     let oldest = Number.POSITIVE_INFINITY;
-    for (const p of this.pages.values()) if (p.seq < oldest) oldest = p.seq;
+    for (const p of this.pages.values()) if (p.since < oldest) oldest = p.since;
     return oldest;
   }
 
