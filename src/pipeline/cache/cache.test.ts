@@ -252,6 +252,36 @@ describe('cache stage', () => {
     await again.close();
   });
 
+  it('write-back: a write that fails lets the writers waiting for its dirty space go on', async () => {
+    class Disk extends RamDisk {
+      failReads = false;
+      override async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+        const data = await super.read(offsetBytes, lengthBytes);
+        if (this.failReads) throw new StoreError('IO', 'read failed');
+        return data;
+      }
+    }
+    const disk = new Disk(MiB);
+    const cache = await CacheStage.open(disk, options('writeback', { memBytes: 64 * KiB }), {
+      logStorage: new MemoryLogStorage(),
+    });
+    const held = gate();
+    disk.holdReads = held.promise;
+    disk.failReads = true;
+    // 9 pages reserved (all 32 KiB of dirty space and more); its partial pages need their old
+    // bytes, and that read will fail.
+    const failing = cache.write(512, fill(1, 32 * KiB));
+    await new Promise((resolve) => setImmediate(resolve));
+    const waiting = cache.write(64 * KiB, fill(2, 4 * KiB)); // no room: waits, nothing is dirty
+    await new Promise((resolve) => setImmediate(resolve));
+    disk.holdReads = null;
+    held.open();
+    await assert.rejects(failing, (err) => isStoreError(err, 'IO'));
+    await waiting;
+    assert.deepEqual(await cache.read(64 * KiB, 4 * KiB), fill(2, 4 * KiB));
+    await cache.close();
+  });
+
   it('the log replays up to a torn tail and refuses a damaged middle', async () => {
     const log = new MemoryLogStorage();
     const a = encodeRecord(1, 0, fill(1, 100));

@@ -272,10 +272,15 @@ export class CacheStage extends PassthroughStage {
     await this.admitDirty(reservedBytes);
     try {
       await this.writeBackAdmitted(offsetBytes, data, first, last);
-    } finally {
+    } catch (err) {
       this.dirtyReservedBytes -= reservedBytes;
-      assert(this.dirtyReservedBytes >= 0, 'reservations never go negative');
+      // Writers waiting for dirty space may be waiting for exactly these bytes, and no drain
+      // round will wake them if nothing is dirty: let them look again.
+      if (!this.drainActive) this.wakeRoundWaiters(null);
+      throw err;
     }
+    this.dirtyReservedBytes -= reservedBytes;
+    assert(this.dirtyReservedBytes >= 0, 'reservations never go negative');
     this.kickDrain();
   }
 
@@ -518,18 +523,20 @@ export class CacheStage extends PassthroughStage {
         this.stats0.drainErrors++;
         this.env.onDrainError?.(err);
       }
-      const waiters = this.roundWaiters;
-      this.roundWaiters = [];
-      for (const wake of waiters) wake(failure);
+      this.wakeRoundWaiters(failure);
       if (failure !== null) {
         await new Promise((resolve) => setTimeout(resolve, retryMs));
         retryMs = Math.min(drainRetryMsMax, retryMs * 2);
       }
     }
     this.drainActive = false;
+    this.wakeRoundWaiters(this.stopped ? new StoreError('ABORTED', 'stopped') : null);
+  }
+
+  private wakeRoundWaiters(failure: unknown): void {
     const waiters = this.roundWaiters;
     this.roundWaiters = [];
-    for (const wake of waiters) wake(this.stopped ? new StoreError('ABORTED', 'stopped') : null);
+    for (const wake of waiters) wake(failure);
   }
 
   private async drainRound(): Promise<void> {
