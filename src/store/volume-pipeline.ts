@@ -263,6 +263,10 @@ class MapperPort implements BlockIO {
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     return this.volume.write(offsetBytes, data, flags);
   }
+  /** Only reached when the mapper is the top of the stack: stages never forward chunks. */
+  writev(offsetBytes: number, chunks: readonly Uint8Array[], flags?: WriteFlags): Promise<void> {
+    return this.volume.writev(offsetBytes, chunks, flags);
+  }
   flush(): Promise<void> {
     return this.volume.flush();
   }
@@ -297,7 +301,11 @@ export class PipelineHandle implements BlockIO {
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     return this.pipeline.run((io) => io.write(offsetBytes, data, flags));
   }
-  /** Chunks go down as they are when the top stage takes them (the mapper does). */
+  /**
+   * Like every call, through `run` and the top of the stack: chunks go down as they are when
+   * the top takes them (only the mapper does), else joined into one `write` of the top stage,
+   * so a large write never goes around a cache holding older dirty bytes of its range.
+   */
   writev(offsetBytes: number, chunks: readonly Uint8Array[], flags?: WriteFlags): Promise<void> {
     return this.pipeline.run((io) =>
       io.writev !== undefined
