@@ -282,6 +282,25 @@ describe('cache stage', () => {
     await cache.close();
   });
 
+  it('write-back: a partial write waiting for log space does not hold that space', {
+    timeout: 20_000,
+  }, async () => {
+    // The log (128 KiB) holds one big record; a partial write into its pages locks its first
+    // and last page, then waits for log space. The drainer writes the pages below but cannot
+    // forget the locked ones; it must still release the record, or the writer (holding the
+    // locks) and the drainer wait for each other forever.
+    const disk = new RamDisk(MiB);
+    const opts = options('writeback', { memBytes: MiB, diskBytes: 256 * KiB });
+    const cache = await CacheStage.open(disk, opts, { logStorage: new MemoryLogStorage() });
+    await cache.write(0, fill(1, 160 * KiB));
+    await cache.write(4 * KiB + 512, fill(2, 16 * KiB));
+    const want = fill(1, 160 * KiB);
+    want.fill(2, 4 * KiB + 512, 20 * KiB + 512);
+    assert.deepEqual(await cache.read(0, 160 * KiB), want);
+    await cache.close();
+    assert.deepEqual(disk.durable.subarray(0, 160 * KiB), want);
+  });
+
   it('the log replays up to a torn tail and refuses a damaged middle', async () => {
     const log = new MemoryLogStorage();
     const a = encodeRecord(1, 0, fill(1, 100));

@@ -83,7 +83,10 @@ export class CacheStage extends PassthroughStage {
   /** One of: a drain round, or a trim/zero going below (keeps their order below fixed). */
   private lowerTurn: Promise<void> = Promise.resolve();
   private drainActive = false;
+  /** Ends the drainer's pause; null while it waits after a round that drained nothing. */
   private wakeDrainer: (() => void) | null = null;
+  /** Ends the drainer's pause in any case: a write landed (pages changed, locks gone), or a stop. */
+  private wakePause: (() => void) | null = null;
   private draining: Promise<void> = Promise.resolve();
   private roundWaiters: ((err: unknown) => void)[] = [];
   private stopped = false;
@@ -277,6 +280,7 @@ export class CacheStage extends PassthroughStage {
       // Writers waiting for dirty space may be waiting for exactly these bytes, and no drain
       // round will wake them if nothing is dirty: let them look again.
       if (!this.drainActive) this.wakeRoundWaiters(null);
+      this.kickDrain(); // its page locks are gone: pages a round could not forget may go now
       throw err;
     }
     this.dirtyReservedBytes -= reservedBytes;
@@ -468,21 +472,28 @@ export class CacheStage extends PassthroughStage {
    * waits a little before a round: rounds get bigger, coalesce better, and the flush each one
    * ends with (an fsync of backend objects on fs) runs a few times a second, not continuously.
    */
-  private async pace(): Promise<void> {
+  private async pace(stuck: boolean): Promise<void> {
     const pressure = () =>
       this.stopped ||
       this.roundWaiters.length > 0 ||
       this.dirty.bytes > this.dirtyBytesMax / 4 ||
       (this.log?.bytes ?? 0) > this.logBytesMax / 4;
-    if (pressure()) return;
+    if (this.stopped || (!stuck && pressure())) return;
+    // After a round that could forget no page (every one was rewritten or is being merged into
+    // meanwhile), only a write that lands can change that: neither pressure nor waiters may
+    // start the next round at once, or drainer and waiters would chase each other in
+    // microtasks (a memory backend never yields) and starve the I/O the merges wait for.
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, drainIdleMs);
-      this.wakeDrainer = () => {
+      const wake = () => {
         clearTimeout(timer);
         resolve();
       };
+      this.wakeDrainer = stuck ? null : wake;
+      this.wakePause = wake;
     });
     this.wakeDrainer = null;
+    this.wakePause = null;
   }
 
   /** Wait for dirty space and reserve it (writes in flight count before their pages land). */
@@ -503,6 +514,7 @@ export class CacheStage extends PassthroughStage {
   }
 
   private kickDrain(): void {
+    this.wakePause?.();
     if (this.drainActive || this.stopped || this.log === null || this.dirty.size === 0) return;
     // The loop clears `drainActive` in the same tick as its last look at the dirty pages, so a
     // write that lands after that look always starts a new loop.
@@ -512,11 +524,12 @@ export class CacheStage extends PassthroughStage {
 
   private async drainLoop(): Promise<void> {
     let retryMs = 10;
+    let stuck = false;
     while (!this.stopped && this.dirty.size > 0) {
-      await this.pace();
+      await this.pace(stuck);
       let failure: unknown = null;
       try {
-        await this.inLowerTurn(() => this.drainRound());
+        stuck = (await this.inLowerTurn(() => this.drainRound())) === 0;
         retryMs = 10;
       } catch (err) {
         failure = err;
@@ -539,7 +552,8 @@ export class CacheStage extends PassthroughStage {
     for (const wake of waiters) wake(failure);
   }
 
-  private async drainRound(): Promise<void> {
+  /** One round; returns how many pages it could forget. */
+  private async drainRound(): Promise<number> {
     const log = this.log;
     assert(log !== null, 'write-back has a log');
     const work = this.dirty.oldest(drainRoundPagesMax);
@@ -558,12 +572,17 @@ export class CacheStage extends PassthroughStage {
     };
     await Promise.all(Array.from({ length: Math.min(drainConcurrency, runs.length) }, worker));
     await this.next.flush();
+    let forgotten = 0;
     for (const [page, entry] of work) {
       // Drained pages stay readable from memory: they are the newest clean bytes.
-      if (this.dirty.removeIfUnchanged(page, entry)) this.clean.set(page, entry.data);
+      if (this.dirty.removeIfUnchanged(page, entry)) {
+        this.clean.set(page, entry.data);
+        forgotten++;
+      }
     }
     this.stats0.drainRounds++;
     await log.release(this.dirty.oldestSeq() - 1);
+    return forgotten;
   }
 
   private inLowerTurn<T>(fn: () => Promise<T>): Promise<T> {
@@ -582,7 +601,7 @@ export class CacheStage extends PassthroughStage {
     if (this.log !== null) {
       await this.drainAll();
       this.stopped = true;
-      this.wakeDrainer?.();
+      this.wakePause?.();
       await this.log.close();
     } else {
       this.stopped = true;
@@ -600,7 +619,7 @@ export class CacheStage extends PassthroughStage {
   /** Stop without draining (the volume is deleted, or a test simulates a crash). */
   async abandon(): Promise<void> {
     this.stopped = true;
-    this.wakeDrainer?.();
+    this.wakePause?.();
     await this.draining.catch(() => {});
     await this.log?.close().catch(() => {});
     this.clean.clear();

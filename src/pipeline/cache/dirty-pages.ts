@@ -6,7 +6,7 @@
 // bytes first, under a page lock, so the drainer always writes whole pages.
 //
 //   install(p, seq)   ->  dirty, seq = seq, since = since of the dirty page, or seq
-//   drained(p, entry) ->  removed if unchanged and unlocked, else since = entry.seq + 1
+//   drained(p, entry) ->  removed if unchanged and unlocked, else since >= entry.seq + 1
 //
 // The log may drop every record older than the oldest `since`: a record older than that touched
 // only pages whose bytes up to it are durable below. Not the oldest `seq`: a page written whole
@@ -17,7 +17,7 @@ import { assert } from '../../core/assert.js';
 export interface DirtyPage {
   readonly data: Uint8Array;
   readonly seq: number;
-  /** The oldest record with bytes of this page that may not be durable below (<= seq). */
+  /** The oldest record with bytes of this page that may not be durable below (seq + 1: none). */
   since: number;
 }
 
@@ -65,7 +65,10 @@ export class DirtyPages {
     const current = this.pages.get(page);
     if (current === undefined) return false;
     if (current !== drained || this.locks.has(page)) {
-      current.since = Math.max(current.since, Math.min(drained.seq + 1, current.seq));
+      // Its bytes up to drained.seq are durable below either way. A locked page must stay (a
+      // merge into it is under way) but must not hold the log back: that merge may be waiting
+      // for log space only a release gives.
+      current.since = Math.max(current.since, drained.seq + 1);
       return false;
     }
     this.pages.delete(page);
