@@ -35,6 +35,13 @@ export interface VolumeRow {
   /** The path it was cloned from (for display). */
   readonly origin: string | null;
   readonly createdMs: number;
+  /** The volume's I/O pipeline spec, canonical (`formatPipeline`); '' = no stages. */
+  readonly pipeline: string;
+  /**
+   * The node whose write-back log holds data not yet drained into the volume (null: none). Only
+   * that node may open the volume until it drained (a real lease system comes later).
+   */
+  readonly logOwner: string | null;
 }
 
 /** What an object carries besides its bytes (Swift metadata, large objects, expiry). */
@@ -192,7 +199,10 @@ export interface ObjectMetaUpdate {
 }
 
 export interface NewVolume {
-  readonly volume: Omit<VolumeRow, 'mapId'>;
+  /** A new volume has no log owner; its pipeline defaults to ''. */
+  readonly volume: Omit<VolumeRow, 'mapId' | 'pipeline' | 'logOwner'> & {
+    readonly pipeline?: string;
+  };
   readonly map: Omit<MapRow, 'id' | 'frozen' | 'hashed'>;
 }
 
@@ -267,6 +277,20 @@ export interface Metadata {
    * with another epoch fail.
    */
   claimVolume(volumeId: string, leaseEpoch: number): Promise<void>;
+  /** Store a volume's canonical pipeline spec (NOT_FOUND if the volume is gone). */
+  setVolumePipeline(volumeId: string, pipeline: string): Promise<void>;
+  /**
+   * Record (owner) or clear (null) that a node's write-back log holds undrained data of the
+   * volume. With `expected`, change it only if the current owner equals `expected` and return
+   * whether it did (compare-and-set: two nodes never both take an unowned volume).
+   */
+  setVolumeLogOwner(
+    volumeId: string,
+    owner: string | null,
+    expected?: string | null,
+  ): Promise<boolean>;
+  /** Volumes whose write-back log `owner` holds (replayed when that node starts). */
+  listVolumesWithLog(owner: string): Promise<VolumeRow[]>;
 
   getMap(id: number): Promise<MapRow | undefined>;
   getEntries(mapId: number): Promise<EntryRow[]>;

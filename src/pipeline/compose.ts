@@ -6,9 +6,19 @@
 //
 //   front end -> ratelimit -> delay -> fault -> mapper (the volume) -> backend
 //
-// Specs are checked when parsed (never mid-I/O); `formatPipeline(parsePipeline(x))` is the
-// canonical spelling stored with a volume.
+// The cache stage is written `cache(mode=writeback,mem=256M,disk=/var/cache/atoll,size=20G,
+// readahead=1M)`; at most one per pipeline (see docs/pipeline.md). Sizes take K/M/G/T suffixes
+// (powers of 1024). Specs are checked when parsed (never mid-I/O);
+// `formatPipeline(parsePipeline(x))` is the canonical spelling stored with a volume.
+import { assert } from '../core/assert.js';
 import { assertNever, StoreError } from '../core/errors.js';
+import { type CacheEnv, CacheStage } from './cache/cache.js';
+import {
+  type CacheMode,
+  type CacheOptions,
+  cacheDefaults,
+  checkCacheOptions,
+} from './cache/options.js';
 import { checkDelayOptions, DelayStage } from './delay/delay.js';
 import { checkFaultOptions, FaultStage } from './fault/fault.js';
 import { checkRateLimitOptions, RateLimitStage } from './rate-limit/rate-limit.js';
@@ -22,15 +32,46 @@ export type StageSpec =
       readonly writeProbability: number;
       readonly seed: number;
     }
-  | { readonly kind: 'ratelimit'; readonly iops: number; readonly bytesPerSecond: number };
+  | { readonly kind: 'ratelimit'; readonly iops: number; readonly bytesPerSecond: number }
+  | ({ readonly kind: 'cache' } & CacheOptions);
 
-const pipelineTextMax = 1024;
+export const pipelineTextMax = 1024;
 export const pipelineStagesMax = 8;
 
+export interface BuiltPipeline {
+  /** The top of the stack: what front ends talk to. */
+  readonly io: BlockIO;
+  /** The cache stage, if the pipeline has one (stats, draining, swaps). */
+  readonly cache: CacheStage | null;
+}
+
+/** Assemble a stack that may hold a cache stage (which opens files and may replay its log). */
+export async function openPipeline(
+  base: BlockIO,
+  specs: readonly StageSpec[],
+  cacheEnv: (options: CacheOptions) => Promise<CacheEnv>,
+): Promise<BuiltPipeline> {
+  let io = base;
+  let cache: CacheStage | null = null;
+  for (const spec of [...specs].reverse()) {
+    if (spec.kind !== 'cache') {
+      io = buildPipeline(io, [spec]);
+    } else if (spec.mode !== 'off') {
+      assert(cache === null, 'one cache stage per pipeline');
+      cache = await CacheStage.open(io, spec, await cacheEnv(spec));
+      io = cache;
+    }
+  }
+  return { io, cache };
+}
+
+/** Assemble a stack of stages that need no setup (everything but the cache). */
 export function buildPipeline(base: BlockIO, specs: readonly StageSpec[]): BlockIO {
   let io = base;
   for (const spec of [...specs].reverse()) {
     switch (spec.kind) {
+      case 'cache':
+        throw new StoreError('INVALID', 'a cache stage needs openPipeline');
       case 'delay':
         io = new DelayStage(io, spec);
         break;
@@ -54,6 +95,9 @@ export function parsePipeline(text: string): StageSpec[] {
   if (specs.length > pipelineStagesMax) {
     throw new StoreError('INVALID', `at most ${pipelineStagesMax} stages`);
   }
+  if (specs.filter((s) => s.kind === 'cache').length > 1) {
+    throw new StoreError('INVALID', 'at most one cache stage per pipeline');
+  }
   return specs;
 }
 
@@ -69,6 +113,13 @@ function formatStage(s: StageSpec): string {
       return `fault(read=${s.readProbability},write=${s.writeProbability},seed=${s.seed})`;
     case 'ratelimit':
       return `ratelimit(iops=${s.iops},bps=${s.bytesPerSecond})`;
+    case 'cache': {
+      const disk = s.diskDir === '' ? '' : `,disk=${s.diskDir}`;
+      return (
+        `cache(mode=${s.mode},mem=${s.memBytes}${disk},size=${s.diskBytes},` +
+        `readahead=${s.readAheadBytes})`
+      );
+    }
     default:
       return assertNever(s);
   }
@@ -119,10 +170,27 @@ function parseStage(text: string): StageSpec {
       spec = { kind: 'ratelimit', iops, bytesPerSecond };
       break;
     }
+    case 'cache': {
+      const mode = args.get('mode') ?? cacheDefaults.mode;
+      args.delete('mode');
+      const diskDir = args.get('disk') ?? cacheDefaults.diskDir;
+      args.delete('disk');
+      spec = {
+        kind: 'cache',
+        ...checkCacheOptions({
+          mode: mode as CacheMode,
+          memBytes: take('mem', cacheDefaults.memBytes, parseSize),
+          diskDir,
+          diskBytes: take('size', cacheDefaults.diskBytes, parseSize),
+          readAheadBytes: take('readahead', cacheDefaults.readAheadBytes, parseSize),
+        }),
+      };
+      break;
+    }
     default:
       throw new StoreError(
         'INVALID',
-        `unknown stage ${JSON.stringify(name)}: delay, fault, ratelimit`,
+        `unknown stage ${JSON.stringify(name)}: cache, delay, fault, ratelimit`,
       );
   }
   if (args.size > 0) {
@@ -137,6 +205,14 @@ function parseRate(text: string): number {
   if (match === null) return Number.NaN;
   const power = { '': 0, K: 1, M: 2, G: 3 }[(match[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
   return Number(match[1]) * 1024 ** power;
+}
+
+/** `256M`, `20G`, `1T`: powers of 1024; plain numbers are bytes. */
+function parseSize(text: string): number {
+  const match = /^(\d{1,15})([KMGT]?)$/i.exec(text);
+  if (match === null) return Number.NaN;
+  const unit = (match[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T';
+  return Number(match[1]) * 1024 ** { '': 0, K: 1, M: 2, G: 3, T: 4 }[unit];
 }
 
 /** Split on commas outside parentheses. */

@@ -3,8 +3,10 @@
 // caller's rights themselves, so front ends never decide access. Every method is async: the
 // metadata store may be PostgreSQL.
 import type { Readable } from 'node:stream';
+import type { CacheStats } from '../pipeline/cache/cache.js';
 import type { BlockIO } from '../pipeline/stage.js';
 import type { Listed, ListingQuery } from './listing.js';
+import type { SharedCacheStats } from './shared-block-cache.js';
 
 export type { Listed, ListingQuery } from './listing.js';
 
@@ -111,6 +113,23 @@ export interface VolumeInfo {
   readonly snapshotPauseMs: number | null;
   /** Blocks copied on first write after a snapshot or from a parent since the volume opened. */
   readonly copyOnWrites: number;
+  /** The volume's I/O pipeline spec, canonical ('' = the mapper alone); docs/pipeline.md. */
+  readonly pipeline: string;
+  /** The cache stage's figures while the volume is open with one, else null. */
+  readonly cache: CacheStats | null;
+}
+
+export interface PipelineMetricsReport {
+  readonly volumes: readonly PipelineMetrics[];
+  readonly shared: SharedCacheStats | null;
+}
+
+/** One open volume's pipeline figures (for /metrics). */
+export interface PipelineMetrics {
+  readonly account: string;
+  readonly volume: string;
+  readonly pipeline: string;
+  readonly cache: CacheStats | null;
 }
 
 export interface SnapshotInfo {
@@ -324,6 +343,8 @@ export interface CreateVolumeRequest {
   readonly from?: ObjectPath;
   /** Make `count` volumes named NAME-1 .. NAME-count (the VM fleet case). Default: one, NAME. */
   readonly count?: number;
+  /** The I/O pipeline spec (docs/pipeline.md); default none. */
+  readonly pipeline?: string;
 }
 
 export interface StoreHealth {
@@ -419,6 +440,10 @@ export interface Atoll {
   flattenVolume(caller: Principal, name: string): Promise<VolumeInfo>;
   /** The volume's I/O pipeline; writable volumes have one writer handle shared by all callers. */
   openVolume(caller: Principal, name: string): Promise<BlockIO>;
+  /** Change the pipeline spec; an open volume drains and is re-plumbed without losing writes. */
+  setVolumePipeline(caller: Principal, name: string, pipeline: string): Promise<VolumeInfo>;
+  /** Figures of every open pipeline and of the shared block cache (superusers). */
+  pipelineMetrics(caller: Principal): Promise<PipelineMetricsReport>;
 
   /** A file (snapshot, image, any object) as a read-only block device. */
   openFile(caller: Principal, path: ObjectPath): Promise<BlockIO>;

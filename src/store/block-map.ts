@@ -47,6 +47,8 @@ export interface MapView {
    * metadata has now if hashing elsewhere replaced it (a volume's own map).
    */
   refreshEntry?(idx: number, missing: string): Promise<void>;
+  /** Private blocks named with this prefix may change (a volume's current epoch); else none. */
+  readonly mutablePrefix?: string;
 }
 
 export class FrozenMap implements MapView {

@@ -10,13 +10,22 @@ import { isStoreError, StoreError } from '../core/errors.js';
 import { blockSizeBytes } from '../core/limits.js';
 import type { Extent } from '../pipeline/stage.js';
 import type { BlockGuard } from './block-guard.js';
-import { type BlockSource, type MapCache, type MapView, resolveBlock } from './block-map.js';
+import {
+  type BlockSource,
+  type Entry,
+  type MapCache,
+  type MapView,
+  resolveBlock,
+} from './block-map.js';
+import type { SharedBlockCache } from './shared-block-cache.js';
 
 export interface ReadContext {
   readonly backend: Backend;
   readonly guard: BlockGuard;
   /** Cached frozen maps, refreshed when one points at an object another node freed. */
   readonly maps?: MapCache;
+  /** The node's cache of immutable objects (content-addressed and frozen private blocks). */
+  readonly blockCache?: SharedBlockCache;
 }
 
 const resolveAttemptsMax = 3;
@@ -35,7 +44,7 @@ export async function readBlockInto(
   for (let attempt = 1; ; attempt++) {
     const source = resolveBlock(view, idx);
     try {
-      await readSourceInto(ctx, source, offsetInBlock, out, outOffset, lengthBytes);
+      await readSourceInto(ctx, source, offsetInBlock, out, outOffset, lengthBytes, view);
       return;
     } catch (err) {
       // A vanished object means hashing swapped the entry and GC freed the old block: resolve
@@ -69,6 +78,7 @@ export async function readSourceInto(
   out: Uint8Array,
   outOffset: number,
   lengthBytes: number,
+  view?: MapView,
 ): Promise<void> {
   const end = outOffset + lengthBytes;
   if (source.kind === 'zero' || offsetInBlock >= source.validBytes) {
@@ -80,12 +90,24 @@ export async function readSourceInto(
   await ctx.guard.use(name);
   let readBytes: number;
   try {
-    readBytes = await readObjectInto(ctx.backend, name, offsetInBlock, out, outOffset, wanted);
+    if (ctx.blockCache !== undefined && view !== undefined && immutable(view, source.entry)) {
+      await ctx.blockCache.readInto(ctx.backend, name, offsetInBlock, out, outOffset, wanted);
+      readBytes = wanted;
+    } else {
+      readBytes = await readObjectInto(ctx.backend, name, offsetInBlock, out, outOffset, wanted);
+    }
   } finally {
     ctx.guard.done(name);
   }
   assert(readBytes <= wanted, 'backend returned at most what was asked');
   if (outOffset + readBytes < end) out.fill(0, outOffset + readBytes, end);
+}
+
+/** Whether the object behind an entry can never change while `view` reads it (cacheable). */
+function immutable(view: MapView, entry: Entry & { name: string }): boolean {
+  if (entry.kind === 'hash') return true;
+  // A private block is written in place only by its own volume at that volume's current epoch.
+  return view.mutablePrefix === undefined || !entry.name.startsWith(view.mutablePrefix);
 }
 
 /** Straight into `out` when the backend can (no buffer of its own, no copy), else copied. */

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open as openFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { FsBackend } from '../backends/fs/fs-backend.js';
@@ -16,6 +16,7 @@ import type { OpenedAtoll } from './api.js';
 import { BlockGuard } from './block-guard.js';
 import { MapCache } from './block-map.js';
 import { AtollService, hashToken } from './service.js';
+import { SharedBlockCache } from './shared-block-cache.js';
 import type { VolumeContext } from './volume.js';
 
 export interface OpenOptions {
@@ -59,6 +60,8 @@ export interface OpenOptions {
   readonly volumeLeaseTtlMs?: number;
   /** Hash snapshots in the background (default true). */
   readonly hashing?: boolean;
+  /** Memory for the shared cache of immutable blocks (default 256 MiB; 0 = none). */
+  readonly sharedCacheBytes?: number;
   readonly logger?: Logger;
 }
 
@@ -80,6 +83,7 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
   try {
     const choice = options.backend ?? 'fs';
     const backend = await openBackend(choice, dataDir, options.rados, options.logger);
+    const sharedCacheBytes = options.sharedCacheBytes ?? 256 * 1024 * 1024;
     let metadata: Metadata;
     try {
       metadata = await openMetadata({
@@ -103,8 +107,11 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
       guard: new BlockGuard(),
       maps: new MapCache(metadata),
       nowMs: () => Date.now(),
+      ...(sharedCacheBytes === 0 ? {} : { blockCache: new SharedBlockCache(sharedCacheBytes) }),
     };
     const serviceOptions = {
+      nodeId: `${hostname()}:${resolve(dataDir)}`,
+      cacheDir: join(dataDir, 'cache'),
       gcGraceMs: options.gcGraceMs ?? 60_000,
       hashing: options.hashing ?? true,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
@@ -131,6 +138,9 @@ export async function openAtoll(options: OpenOptions): Promise<OpenedStore> {
       await backend.close();
       throw err;
     }
+    // Write-back logs left by a kill -9 go into their volumes before anything is served.
+    const recovered = await service.recoverCacheLogs();
+    if (recovered > 0) options.logger?.info({ volumes: recovered }, 'replayed write-back logs');
     if (serviceOptions.hashing) void service.resumeHashing();
     const gcIntervalMs = options.gcIntervalMs ?? 600_000;
     const timer =

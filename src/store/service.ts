@@ -30,6 +30,7 @@ import type {
   SnapshotRow,
   VolumeRow,
 } from '../metadata/metadata.js';
+import { formatPipeline, parsePipeline } from '../pipeline/compose.js';
 import type { BlockIO } from '../pipeline/stage.js';
 import {
   accountAclOf,
@@ -66,6 +67,8 @@ import type {
   ObjectContent,
   ObjectInfo,
   ObjectPath,
+  PipelineMetrics,
+  PipelineMetricsReport,
   Principal,
   PutObjectOptions,
   QuotaInfo,
@@ -113,6 +116,7 @@ import { type StoredBlocks, storeStream } from './upload.js';
 import { checkKey, generateKey, hashKey, splitAuthUser, tokenLifeMs, verifyKey } from './users.js';
 import { checkCloneDepth, Volume, type VolumeContext } from './volume.js';
 import { VolumeLeases } from './volume-lease.js';
+import { checkLogOwner, PipelineHandle, VolumePipeline } from './volume-pipeline.js';
 
 export interface ServiceOptions {
   readonly gcGraceMs: number;
@@ -128,6 +132,10 @@ export interface ServiceOptions {
     readonly ttlMs?: number;
     readonly acquireWaitMs?: number;
   };
+  /** Who this node is in write-back log marks (default: host name and data folder). */
+  readonly nodeId?: string;
+  /** Where cache stages without `disk=` keep their files (default DATA/cache). */
+  readonly cacheDir?: string;
 }
 
 export const snapshotContentType = 'application/x-atoll-snapshot';
@@ -143,6 +151,7 @@ export function hashToken(token: string): string {
 
 export class AtollService implements Atoll {
   private readonly volumes = new Map<string, Promise<Volume>>();
+  private readonly pipelines = new Map<string, Promise<VolumePipeline>>();
   private readonly gc: GarbageCollector;
   private readonly hasher: Hasher;
   private readonly leases: VolumeLeases | null;
@@ -547,6 +556,7 @@ export class AtollService implements Atoll {
       sizeBytes = checkVolumeSize(request.sizeBytes);
       map = { sizeBytes, parentId: null, parentLimitBytes: 0, depth: 0 };
     }
+    const pipeline = formatPipeline(parsePipeline(request.pipeline ?? ''));
     const createdMs = this.ctx.nowMs();
     const rows = await this.ctx.metadata.createVolumes(
       names.map((name) => ({
@@ -558,6 +568,7 @@ export class AtollService implements Atoll {
           epoch: 1,
           origin,
           createdMs,
+          pipeline,
         },
         map,
       })),
@@ -579,13 +590,28 @@ export class AtollService implements Atoll {
 
   async resizeVolume(caller: Principal, name: string, sizeBytes: number, force: boolean) {
     checkVolumeSize(sizeBytes);
-    const volume = await this.open(await this.findVolume(caller, name));
-    await volume.resize(sizeBytes, force);
+    const row = await this.findVolume(caller, name);
+    const pipeline = this.pipelines.get(row.id);
+    const volume = await this.open(row);
+    if (pipeline === undefined) await volume.resize(sizeBytes, force);
+    // Cached pages past a new end must not come back: the stack drains and is built anew.
+    else await (await pipeline).aroundMapper(() => volume.resize(sizeBytes, force));
     return this.volumeInfo(caller, name);
   }
 
   async deleteVolume(caller: Principal, name: string): Promise<void> {
     const row = await this.findVolume(caller, name);
+    if (row.logOwner !== null && row.logOwner !== this.nodeId) {
+      throw new StoreError(
+        'CONFLICT',
+        `volume ${name} has an undrained write-back log on node ${row.logOwner}`,
+      );
+    }
+    const pipeline = this.pipelines.get(row.id);
+    if (pipeline !== undefined) {
+      this.pipelines.delete(row.id);
+      await (await pipeline.catch(() => null))?.abandon();
+    }
     const open = this.volumes.get(row.id);
     if (open !== undefined) {
       this.volumes.delete(row.id);
@@ -612,8 +638,46 @@ export class AtollService implements Atoll {
   }
 
   async openVolume(caller: Principal, name: string): Promise<BlockIO> {
-    const volume = await this.open(await this.findVolume(caller, name));
-    return new SharedVolumeHandle(volume);
+    return new PipelineHandle(await this.openPipeline(await this.findVolume(caller, name)));
+  }
+
+  /** Change a volume's pipeline; an open volume is drained and re-plumbed at once. */
+  async setVolumePipeline(caller: Principal, name: string, text: string): Promise<VolumeInfo> {
+    const specs = parsePipeline(text);
+    const row = await this.findVolume(caller, name);
+    const open = this.pipelines.get(row.id);
+    if (open !== undefined) {
+      await (await open).setPipeline(specs);
+    } else {
+      if (row.logOwner !== null && row.logOwner !== this.nodeId) {
+        throw new StoreError(
+          'CONFLICT',
+          `volume ${name} has an undrained write-back log on node ${row.logOwner}`,
+        );
+      }
+      await this.ctx.metadata.setVolumePipeline(row.id, formatPipeline(specs));
+    }
+    return this.volumeInfo(caller, name);
+  }
+
+  /** Replay and drain the write-back logs this node left behind (kill -9), before serving. */
+  async recoverCacheLogs(): Promise<number> {
+    const rows = await this.ctx.metadata.listVolumesWithLog(this.nodeId);
+    for (const row of rows) await this.openPipeline(row);
+    return rows.length;
+  }
+
+  /** Figures of every open pipeline (superusers: the /metrics route). */
+  async pipelineMetrics(caller: Principal): Promise<PipelineMetricsReport> {
+    if (!caller.superuser) throw new StoreError('PERMISSION', 'metrics are for the admin only');
+    const out: PipelineMetrics[] = [];
+    for (const pending of this.pipelines.values()) {
+      const p = await pending.catch(() => null);
+      if (p === null) continue;
+      const info = p.info();
+      out.push({ account: p.volume.account, volume: p.volume.name, ...info });
+    }
+    return { volumes: out, shared: this.ctx.blockCache?.stats() ?? null };
   }
 
   /** A file (snapshot, image, any object) as a read-only block device. */
@@ -638,10 +702,13 @@ export class AtollService implements Atoll {
 
   async snapshot(caller: Principal, volumeName: string, name: string): Promise<SnapshotInfo> {
     checkName('snapshot', name);
-    const volume = await this.open(await this.findVolume(caller, volumeName));
+    const volumeRow = await this.findVolume(caller, volumeName);
+    const volume = await this.open(volumeRow);
     if (await this.ctx.metadata.getObject(caller.account, 'snapshots', name)) {
       throw new StoreError('EXISTS', `snapshots/${name} already exists`);
     }
+    // Writes a write-back cache acknowledged are part of the volume: they reach the map first.
+    await (await this.pipelines.get(volumeRow.id))?.drainWritten();
     const row = await volume.snapshot(name, snapshotContentType);
     if (this.options.hashing) void this.hasher.kick();
     return this.describeSnapshot(row);
@@ -1544,6 +1611,12 @@ export class AtollService implements Atoll {
     if (this.closing) return;
     this.closing = true;
     await this.hasher.stop();
+    const pipelines = [...this.pipelines.values()];
+    this.pipelines.clear();
+    const drained = await Promise.allSettled(pipelines.map(async (p) => (await p).close()));
+    for (const r of drained) {
+      if (r.status === 'rejected') this.options.logger?.error({ err: r.reason }, 'drain failed');
+    }
     const open = [...this.volumes.values()];
     this.volumes.clear();
     const results = await Promise.allSettled(open.map(async (v) => (await v).close()));
@@ -1624,6 +1697,32 @@ export class AtollService implements Atoll {
     }
   }
 
+  private get nodeId(): string {
+    return this.options.nodeId ?? 'local';
+  }
+
+  private openPipeline(row: VolumeRow): Promise<VolumePipeline> {
+    if (this.closing) throw new StoreError('ABORTED', 'the server is shutting down');
+    let pending = this.pipelines.get(row.id);
+    if (pending === undefined) {
+      const env = {
+        metadata: this.ctx.metadata,
+        nodeId: this.nodeId,
+        cacheDir: this.options.cacheDir ?? 'cache',
+        onDrainError: (volume: string, err: unknown) =>
+          this.options.logger?.warn({ err, volume }, 'write-back drain failed; retrying'),
+      };
+      // Checked before the map loads: a map loaded while another node still drains into it
+      // would be stale by the time that node is done.
+      checkLogOwner(row, this.nodeId);
+      pending = this.open(row).then((volume) => VolumePipeline.open(volume, row, env));
+      this.pipelines.set(row.id, pending);
+      peekPipeline(pending); // remembers the value once settled, for volumeInfo
+      pending.catch(() => this.pipelines.delete(row.id));
+    }
+    return pending;
+  }
+
   private async findVolume(caller: Principal, name: string): Promise<VolumeRow> {
     checkAuthenticated(caller);
     checkName('volume', name);
@@ -1681,6 +1780,8 @@ export class AtollService implements Atoll {
     depth: number,
     allocatedBytes: number,
   ): VolumeInfo {
+    const pending = this.pipelines.get(row.id);
+    const pipeline = pending === undefined ? undefined : peekPipeline(pending)?.info();
     return {
       account: row.account,
       name: row.name,
@@ -1693,6 +1794,8 @@ export class AtollService implements Atoll {
       createdMs: row.createdMs,
       snapshots,
       open: volume !== null,
+      pipeline: pipeline?.pipeline ?? row.pipeline,
+      cache: pipeline?.cache ?? null,
       snapshotPauseMs:
         volume === null || volume.stats.snapshotPauseMsMax === 0
           ? null
@@ -1816,6 +1919,18 @@ function formatPath(path: ObjectPath): string {
   return `/${path.account}/${path.container}/${path.name}`;
 }
 
+const settledPipelines = new WeakMap<Promise<VolumePipeline>, VolumePipeline>();
+function peekPipeline(p: Promise<VolumePipeline>): VolumePipeline | undefined {
+  const known = settledPipelines.get(p);
+  if (known === undefined) {
+    p.then(
+      (v) => settledPipelines.set(p, v),
+      () => {},
+    );
+  }
+  return known;
+}
+
 // Settled values of volume promises, so GC can read open maps synchronously.
 const settled = new WeakMap<Promise<Volume>, Volume>();
 function track(p: Promise<Volume>): void {
@@ -1826,42 +1941,6 @@ function track(p: Promise<Volume>): void {
 }
 function peek(p: Promise<Volume>): Volume | undefined {
   return settled.get(p);
-}
-
-/** What callers get from openVolume: the shared volume, minus the right to close it. */
-class SharedVolumeHandle implements BlockIO {
-  constructor(private readonly volume: Volume) {}
-  get sizeBytes() {
-    return this.volume.sizeBytes;
-  }
-  get readOnly() {
-    return this.volume.readOnly;
-  }
-  read(offsetBytes: number, lengthBytes: number) {
-    return this.volume.read(offsetBytes, lengthBytes);
-  }
-  write(offsetBytes: number, data: Uint8Array, flags?: { fua?: boolean }) {
-    return this.volume.write(offsetBytes, data, flags);
-  }
-  writev(offsetBytes: number, chunks: readonly Uint8Array[], flags?: { fua?: boolean }) {
-    return this.volume.writev(offsetBytes, chunks, flags);
-  }
-  flush() {
-    return this.volume.flush();
-  }
-  trim(offsetBytes: number, lengthBytes: number, flags?: { fua?: boolean }) {
-    return this.volume.trim(offsetBytes, lengthBytes, flags);
-  }
-  zero(offsetBytes: number, lengthBytes: number, flags?: { fua?: boolean; noHole?: boolean }) {
-    return this.volume.zero(offsetBytes, lengthBytes, flags);
-  }
-  extents(offsetBytes: number, lengthBytes: number) {
-    return this.volume.extents(offsetBytes, lengthBytes);
-  }
-  /** The volume stays open for other users; closing a handle only flushes. */
-  close() {
-    return this.volume.flush();
-  }
 }
 
 assert(volumeBytesMax % sectorSizeBytes === 0, 'the maximum size is whole sectors');

@@ -47,6 +47,7 @@ import {
   readSourceInto,
   refreshAfterMissing,
 } from './block-reader.js';
+import type { SharedBlockCache } from './shared-block-cache.js';
 
 export interface VolumeContext {
   readonly backend: Backend;
@@ -54,6 +55,8 @@ export interface VolumeContext {
   readonly guard: BlockGuard;
   readonly maps: MapCache;
   readonly nowMs: () => number;
+  /** The node's shared cache of immutable blocks (none: every read goes to the backend). */
+  readonly blockCache?: SharedBlockCache;
 }
 
 /** The writer's lease as the volume sees it (implemented by volume-lease.ts LeasedBackend). */
@@ -368,6 +371,11 @@ export class Volume implements BlockIO, MapView {
 
   isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Blocks with this prefix are written in place; every other block is immutable. */
+  get mutablePrefix(): string {
+    return this.writablePrefix;
   }
 
   // ---- internals -------------------------------------------------------------------------------

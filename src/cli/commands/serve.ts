@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { Atoll } from '../../store/api.js';
 import { UsageError } from '../errors.js';
+import { parseSize } from '../size.js';
 
 // The server's modules (store, SQLite, fastify, NBD) load only when `serve` runs, so client
 // commands start fast.
@@ -94,6 +95,7 @@ interface ServeOptions {
   readonly metadata?: string;
   readonly metadataPool?: string;
   readonly volumeLeaseMs?: string;
+  readonly sharedCache?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -132,6 +134,10 @@ export function registerServe(program: Command): void {
       '--volume-lease-ms <MS>',
       'rados: volume lease lifetime, 1000..600000 (default 15000): a dead node frees its ' +
         'volumes after this',
+    )
+    .option(
+      '--shared-cache <SIZE>',
+      'memory for the shared cache of image and snapshot blocks (default 256M; 0 = none)',
     )
     .action(async (options: ServeOptions) => serve(options));
 }
@@ -194,6 +200,16 @@ async function serve(options: ServeOptions): Promise<void> {
       );
     }
   }
+  let sharedCacheBytes: number | undefined;
+  if (options.sharedCache !== undefined) {
+    sharedCacheBytes = options.sharedCache === '0' ? 0 : parseSize(options.sharedCache);
+    if (
+      sharedCacheBytes !== 0 &&
+      (sharedCacheBytes < 1024 * 1024 || sharedCacheBytes > 64 * 1024 ** 3)
+    ) {
+      throw new UsageError(`invalid --shared-cache '${options.sharedCache}': 0 or 1M..64G`);
+    }
+  }
   const { atoll } = await openAtoll({
     dataDir: options.data,
     backend,
@@ -203,6 +219,7 @@ async function serve(options: ServeOptions): Promise<void> {
     ...(commitIntervalMs === undefined ? {} : { commitIntervalMs }),
     ...metadata,
     ...(volumeLeaseTtlMs === undefined ? {} : { volumeLeaseTtlMs }),
+    ...(sharedCacheBytes === undefined ? {} : { sharedCacheBytes }),
   });
   let frontEnds: FrontEnds;
   try {

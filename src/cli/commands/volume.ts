@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `atoll volume create|list|info|resize|delete|flatten`.
+// `atoll volume create|list|info|set|resize|delete|flatten`.
 import type { Command } from 'commander';
 import { batchCountMax } from '../../core/limits.js';
 import type { VolumeInfo } from '../../store/api.js';
@@ -12,6 +12,7 @@ interface CreateOptions {
   readonly size?: string;
   readonly from?: string;
   readonly count?: string;
+  readonly pipeline?: string;
   readonly json?: boolean;
 }
 
@@ -30,6 +31,7 @@ export function registerVolume(program: Command): void {
         'or an image (image:NAME, image:ACCOUNT/NAME)',
     )
     .option('--count <N>', `create N volumes at once (1..${batchCountMax})`)
+    .option('--pipeline <SPEC>', "I/O stages, e.g. 'cache(mode=writeback,mem=256M,size=20G)'")
     .option('--json', 'print JSON')
     .action(async (name: string, options: CreateOptions) => {
       if (options.size === undefined && options.from === undefined) {
@@ -40,6 +42,7 @@ export function registerVolume(program: Command): void {
         ...(options.size === undefined ? {} : { sizeBytes: parseSize(options.size) }),
         ...(options.from === undefined ? {} : { from: options.from }),
         ...(options.count === undefined ? {} : { count: parseCount(options.count) }),
+        ...(options.pipeline === undefined ? {} : { pipeline: options.pipeline }),
       };
       const client = AtollClient.fromEnv();
       const created = await client.json<{ volumes: VolumeInfo[] }>('POST', '/api/volumes', body);
@@ -86,6 +89,22 @@ export function registerVolume(program: Command): void {
         return;
       }
       printVolume(info);
+    });
+
+  volume
+    .command('set')
+    .description("change a volume's I/O pipeline; an open volume drains and switches at once")
+    .argument('<NAME>', 'volume name')
+    .requiredOption('--pipeline <SPEC>', "stages (docs/pipeline.md); '' or none for no stages")
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { pipeline: string; json?: boolean }) => {
+      const body = { pipeline: options.pipeline };
+      const info = await AtollClient.fromEnv().json<VolumeInfo>('PATCH', volumePath(name), body);
+      if (options.json === true) {
+        printJson(info);
+        return;
+      }
+      process.stdout.write(`${info.name}: ${info.pipeline === '' ? 'none' : info.pipeline}\n`);
     });
 
   volume
@@ -139,5 +158,22 @@ function printVolume(info: VolumeInfo): void {
     ['created', formatTime(info.createdMs)],
     ['snapshots', info.snapshots.length === 0 ? '-' : info.snapshots.join(', ')],
     ['open', String(info.open)],
+    ['pipeline', info.pipeline === '' ? '-' : info.pipeline],
+    ...cacheLines(info),
   ]);
+}
+
+function cacheLines(info: VolumeInfo): [string, string][] {
+  const c = info.cache;
+  if (c === null) return [];
+  const looked = c.readHitPages + c.readMissPages;
+  const ratio = looked === 0 ? '-' : `${((100 * c.readHitPages) / looked).toFixed(1)}%`;
+  return [
+    ['cache', c.mode],
+    ['cache hits', `${c.readHitPages} pages (${ratio}), misses ${c.readMissPages}`],
+    ['cache memory', formatSize(c.cleanBytes, true)],
+    ['cache disk', formatSize(c.diskTierBytes, true)],
+    ['dirty', `${formatSize(c.dirtyBytes, true)} (log ${formatSize(c.logBytes, true)})`],
+    ['drained', `${formatSize(c.drainedBytes, true)} in ${c.drainWrites} writes`],
+  ];
 }

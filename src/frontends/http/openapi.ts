@@ -13,6 +13,7 @@ import {
   volumeBytesMax,
   volumeBytesMin,
 } from '../../core/limits.js';
+import { pipelineStagesMax, pipelineTextMax } from '../../pipeline/compose.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
@@ -149,7 +150,23 @@ const schemas = {
       createdMs: { type: 'integer' },
       snapshots: { type: 'array', items: { type: 'string' } },
       open: { type: 'boolean' },
+      pipeline: { type: 'string', description: "Canonical pipeline spec ('' = none)" },
+      cache: {
+        type: 'object',
+        nullable: true,
+        description: 'Cache stage figures while open with a cache (see docs/pipeline.md)',
+        additionalProperties: { oneOf: [{ type: 'integer' }, { type: 'string' }] },
+      },
     },
+  },
+  PipelineSpec: {
+    type: 'string',
+    maxLength: pipelineTextMax,
+    description:
+      'Stages, first nearest the client: cache(mode=writeback|writethrough|off,mem=SIZE,' +
+      'disk=PATH,size=SIZE,readahead=SIZE), ratelimit(iops=N,bps=RATE), delay(read=MS,write=MS),' +
+      ` fault(read=P,write=P,seed=N); at most ${pipelineStagesMax} stages; '' or none = no stages`,
+    example: 'cache(mode=writeback,mem=256M,size=20G),ratelimit(iops=5000)',
   },
   SnapshotInfo: {
     type: 'object',
@@ -326,6 +343,7 @@ const paths = {
               'ACCOUNT/CONTAINER/PATH) or an image (image:NAME, image:ACCOUNT/NAME)',
           },
           count: { type: 'integer', minimum: 1, maximum: batchCountMax },
+          pipeline: ref('PipelineSpec'),
         },
       }),
       responses: {
@@ -344,6 +362,38 @@ const paths = {
       responses: { 200: ok('Volume', ref('VolumeInfo')), ...errors(...volumeOp) },
     },
     delete: { summary: 'Delete a volume', responses: { 204: noContent, ...errors(...volumeOp) } },
+    patch: {
+      summary: "Change the volume's pipeline (an open volume drains, then is re-plumbed)",
+      requestBody: json({
+        type: 'object',
+        required: ['pipeline'],
+        additionalProperties: false,
+        properties: { pipeline: ref('PipelineSpec') },
+      }),
+      responses: { 200: ok('Changed', ref('VolumeInfo')), ...errors(...volumeOp, 409) },
+    },
+  },
+  '/api/volumes/{name}/pipeline': {
+    parameters: [volumeName],
+    post: {
+      summary: 'Same as PATCH /api/volumes/{name} (for clients without PATCH)',
+      requestBody: json({
+        type: 'object',
+        required: ['pipeline'],
+        additionalProperties: false,
+        properties: { pipeline: ref('PipelineSpec') },
+      }),
+      responses: { 200: ok('Changed', ref('VolumeInfo')), ...errors(...volumeOp, 409) },
+    },
+  },
+  '/metrics': {
+    get: {
+      summary: 'Prometheus metrics (text format 0.0.4): caches, drains (admin token)',
+      responses: {
+        200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+        ...errors(401, 403),
+      },
+    },
   },
   '/api/volumes/{name}/resize': {
     parameters: [volumeName],

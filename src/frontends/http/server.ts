@@ -21,6 +21,7 @@ import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/accounts.js';
 import { gcRoutes } from './routes/gc.js';
 import { imageRoutes } from './routes/images.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { objectRoutes } from './routes/objects.js';
 import { sharingRoutes } from './routes/sharing.js';
 import { snapshotRoutes } from './routes/snapshots.js';
@@ -100,6 +101,7 @@ export function buildApp(atoll: Atoll, logger: Logger): FastifyInstance {
       volumeDataRoutes(api, atoll);
       snapshotRoutes(api, atoll);
       gcRoutes(api, atoll);
+      metricsRoutes(api, atoll);
       sharingRoutes(api, atoll);
       imageRoutes(api, atoll);
     });

@@ -214,5 +214,12 @@ const m5 = `
   ALTER TABLE volumes ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
 `;
 
+/** 6: I/O pipelines (the volume's spec, and which node's write-back log holds its data). */
+const m6 = `
+  ALTER TABLE volumes ADD COLUMN pipeline TEXT COLLATE "C" NOT NULL DEFAULT '';
+  ALTER TABLE volumes ADD COLUMN log_owner TEXT COLLATE "C";
+  CREATE INDEX volumes_log_owner ON volumes(log_owner) WHERE log_owner IS NOT NULL;
+`;
+
 /** Migration N is element N - 1. Append only; keep in step with sqlite/migrations.ts. */
-export const postgresMigrations: readonly string[] = [m1, m2, m3, m4, m5];
+export const postgresMigrations: readonly string[] = [m1, m2, m3, m4, m5, m6];

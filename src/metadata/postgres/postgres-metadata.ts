@@ -317,11 +317,17 @@ export class PostgresMetadata implements Metadata {
               part.map((v) => v.map.depth),
             ],
           );
-          const rows = part.map(({ volume }, i) => ({ ...volume, mapId: mapIds[i] as number }));
+          const rows = part.map(({ volume }, i) => ({
+            ...volume,
+            mapId: mapIds[i] as number,
+            pipeline: volume.pipeline ?? '',
+            logOwner: null,
+          }));
           await c.query(
-            `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
+            `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms,
+               pipeline)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-               $6::bigint[], $7::text[], $8::bigint[])`,
+               $6::bigint[], $7::text[], $8::bigint[], $9::text[])`,
             [
               rows.map((v) => v.id),
               rows.map((v) => v.account),
@@ -331,6 +337,7 @@ export class PostgresMetadata implements Metadata {
               rows.map((v) => v.mapId),
               rows.map((v) => v.origin),
               rows.map((v) => v.createdMs),
+              rows.map((v) => v.pipeline),
             ],
           );
           out.push(...rows);
@@ -368,6 +375,44 @@ export class PostgresMetadata implements Metadata {
       'SELECT * FROM volumes WHERE account = $1 ORDER BY name',
       [account],
       'listVolumes',
+    );
+    return rows.map(toVolume);
+  }
+
+  async setVolumePipeline(volumeId: string, pipeline: string): Promise<void> {
+    const changed = await this.run(
+      'UPDATE volumes SET pipeline = $1 WHERE id = $2',
+      [pipeline, volumeId],
+      'setVolumePipeline',
+    );
+    if (changed !== 1) throw new StoreError('NOT_FOUND', `volume ${volumeId} is gone`);
+  }
+
+  async setVolumeLogOwner(
+    volumeId: string,
+    owner: string | null,
+    expected?: string | null,
+  ): Promise<boolean> {
+    const changed =
+      expected === undefined
+        ? await this.run(
+            'UPDATE volumes SET log_owner = $1 WHERE id = $2',
+            [owner, volumeId],
+            'setVolumeLogOwner',
+          )
+        : await this.run(
+            'UPDATE volumes SET log_owner = $1 WHERE id = $2 AND log_owner IS NOT DISTINCT FROM $3',
+            [owner, volumeId, expected],
+            'setVolumeLogOwner',
+          );
+    return changed === 1;
+  }
+
+  async listVolumesWithLog(owner: string): Promise<VolumeRow[]> {
+    const rows = await this.all(
+      'SELECT * FROM volumes WHERE log_owner = $1 ORDER BY account, name',
+      [owner],
+      'listVolumesWithLog',
     );
     return rows.map(toVolume);
   }

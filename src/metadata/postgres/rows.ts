@@ -85,6 +85,8 @@ export function toVolume(r: Row): VolumeRow {
     mapId: num(r.map_id),
     origin: optStr(r.origin),
     createdMs: num(r.created_ms),
+    pipeline: r.pipeline === undefined || r.pipeline === null ? '' : str(r.pipeline),
+    logOwner: r.log_owner === undefined || r.log_owner === null ? null : str(r.log_owner),
   };
 }
 

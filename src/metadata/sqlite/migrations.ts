@@ -20,6 +20,9 @@
 // 5 (map-commit fencing): the lease epoch that last claimed a volume for writing
 // (Metadata.claimVolume); map commits and snapshots carrying another epoch are refused, so a
 // stalled node that lost its lease cannot overwrite the new holder's map.
+//
+// 6 (I/O pipelines): each volume's pipeline spec (canonical text, '' = none) and the node whose
+// write-back log holds data not yet drained into it (NULL = none); see docs/pipeline.md.
 
 export const migrations: readonly string[] = [
   `
@@ -203,5 +206,11 @@ export const migrations: readonly string[] = [
   // 5: map-commit fencing.
   `
   ALTER TABLE volumes ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+  `,
+  // 6: I/O pipelines.
+  `
+  ALTER TABLE volumes ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';
+  ALTER TABLE volumes ADD COLUMN log_owner TEXT;
+  CREATE INDEX volumes_log_owner ON volumes(log_owner) WHERE log_owner IS NOT NULL;
   `,
 ];

@@ -73,6 +73,8 @@ function toVolume(r: Row): VolumeRow {
     mapId: num(r.map_id),
     origin: r.origin === null ? null : str(r.origin),
     createdMs: num(r.created_ms),
+    pipeline: str(r.pipeline),
+    logOwner: r.log_owner === null ? null : str(r.log_owner),
   };
 }
 /** Metadata columns hold a JSON object of strings; anything else reads as empty. */
@@ -362,10 +364,11 @@ export class SqliteMetadata implements Metadata {
        VALUES (?, ?, ?, ?, ?, 0)`,
     );
     const insertVolume = this.prepare(
-      `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO volumes(id, account, name, size_bytes, epoch, map_id, origin, created_ms,
+         pipeline)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    const parentExists = this.db.prepare('SELECT 1 FROM maps WHERE id = ?');
+    const parentExists = this.prepare('SELECT 1 FROM maps WHERE id = ?');
     try {
       return this.db.transaction(() =>
         volumes.map(({ volume, map }) => {
@@ -387,8 +390,9 @@ export class SqliteMetadata implements Metadata {
             mapId,
             volume.origin,
             volume.createdMs,
+            volume.pipeline ?? '',
           );
-          return { ...volume, mapId };
+          return { ...volume, mapId, pipeline: volume.pipeline ?? '', logOwner: null };
         }),
       )();
     } catch (err) {
@@ -414,6 +418,34 @@ export class SqliteMetadata implements Metadata {
 
   async deleteVolume(id: string): Promise<void> {
     this.prepare('DELETE FROM volumes WHERE id = ?').run(id);
+  }
+
+  async setVolumePipeline(volumeId: string, pipeline: string): Promise<void> {
+    const changed = this.db
+      .prepare('UPDATE volumes SET pipeline = ? WHERE id = ?')
+      .run(pipeline, volumeId).changes;
+    if (changed !== 1) throw new StoreError('NOT_FOUND', `volume ${volumeId} is gone`);
+  }
+
+  async setVolumeLogOwner(
+    volumeId: string,
+    owner: string | null,
+    expected?: string | null,
+  ): Promise<boolean> {
+    const result =
+      expected === undefined
+        ? this.prepare('UPDATE volumes SET log_owner = ? WHERE id = ?').run(owner, volumeId)
+        : this.db
+            .prepare('UPDATE volumes SET log_owner = ? WHERE id = ? AND log_owner IS ?')
+            .run(owner, volumeId, expected);
+    return result.changes === 1;
+  }
+
+  async listVolumesWithLog(owner: string): Promise<VolumeRow[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM volumes WHERE log_owner = ? ORDER BY account, name')
+      .all(owner) as Row[];
+    return rows.map(toVolume);
   }
 
   async saveVolumeMap(u: VolumeMapUpdate): Promise<void> {

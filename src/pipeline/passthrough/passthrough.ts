@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The stage that changes nothing (nbdkit's nofilter): every call goes to the next stage. Real
 // stages extend it and override only the hooks they change, so a new BlockIO method needs one
-// line here and none in them.
+// line here and none in them. Except `writev`, on purpose: inherited by a stage that overrides
+// `write` (the cache), a forwarding writev would send large writes around that stage, past its
+// dirty pages. Without it, callers join the chunks and call `write` (PipelineHandle does).
 import type { BlockIO, Extent, WriteFlags } from '../stage.js';
 
 export class PassthroughStage implements BlockIO {

@@ -1,0 +1,687 @@
+// SPDX-License-Identifier: Apache-2.0
+// The cache stage: clean pages in a memory LRU with a local-disk tier behind it, read-ahead for
+// sequential streams, and (write-back) a durable local write log drained in the background.
+//
+// Design notes
+// - Pages are 4 KiB. A read takes each page from, in order: the dirty pages (write-back), the
+//   memory LRU, the disk tier, the next stage (runs of missing pages in one read each, the last
+//   run stretched by read-ahead). Pages fetched below are kept only if no write touched any page
+//   while they were fetched (`invalidations` did not move): a fetch that raced a write may carry
+//   old bytes, and a cache must never keep them.
+// - writethrough: writes go below first, and the pages are dropped from both tiers before and
+//   after, so a concurrent fetch cannot re-insert what the write replaced.
+// - writeback: a write is appended to the log, then its pages become dirty (whole pages; a
+//   partial page merges into the old bytes under a page lock) in log order. FLUSH and FUA fsync
+//   the log and nothing else: that is what makes them fast, and durable. The drainer writes the
+//   dirty pages below in page order, coalesced into runs of up to one 4 MiB block, flushes the
+//   next stage, then forgets the pages no one rewrote meanwhile and releases log segments older
+//   than the oldest dirty page (see dirty-pages.ts for why that is safe). Trim and zero drain the
+//   pages written before them, then go below directly (they are rare and may be huge).
+// - Opening a write-back cache replays its log below, flushes, and empties the log before the
+//   stage serves anything: a kill -9 loses nothing that a FLUSH acknowledged.
+import { assert } from '../../core/assert.js';
+import { StoreError } from '../../core/errors.js';
+import { blockSizeBytes } from '../../core/limits.js';
+import { PassthroughStage } from '../passthrough/passthrough.js';
+import type { BlockIO, Extent, WriteFlags } from '../stage.js';
+import { type DirtyPage, DirtyPages } from './dirty-pages.js';
+import { DiskTier } from './disk-tier.js';
+import type { LogStorage } from './log-storage.js';
+import { ByteLru } from './lru.js';
+import { type CacheMode, type CacheOptions, pageBytes } from './options.js';
+import { ReadAhead } from './read-ahead.js';
+import { readLog, WriteLog } from './write-log.js';
+
+export interface CacheEnv {
+  /** Where the write log lives (required for write-back). */
+  readonly logStorage?: LogStorage;
+  /** The disk tier's file; without it there is no disk tier. */
+  readonly tierPath?: string;
+  /** Called when a drain round fails (it is retried with a backoff). */
+  readonly onDrainError?: (err: unknown) => void;
+}
+
+export interface CacheStats {
+  readonly mode: CacheMode;
+  readHitPages: number;
+  readMissPages: number;
+  readAheadPages: number;
+  cleanBytes: number;
+  diskTierBytes: number;
+  dirtyBytes: number;
+  logBytes: number;
+  drainedBytes: number;
+  drainWrites: number;
+  drainRounds: number;
+  drainErrors: number;
+  replayedRecords: number;
+}
+
+/** Runs written below at once by a drain round. */
+const drainConcurrency = 32;
+/** Pages one drain round takes, oldest writes first, so log segments free up every round. */
+const drainRoundPagesMax = 8192;
+/** Writers allowed to wait for dirty space before new ones fail (retryable). */
+const dirtyWaitersMax = 4096;
+const drainRetryMsMax = 5_000;
+/** How long an unpressed drainer lets dirty pages gather before a round. */
+const drainIdleMs = 100;
+
+export class CacheStage extends PassthroughStage {
+  readonly mode: CacheMode;
+  readonly options: CacheOptions;
+  private readonly clean: ByteLru<number>;
+  private readonly tier: DiskTier | null;
+  private readonly dirty = new DirtyPages();
+  private readonly log: WriteLog | null;
+  private readonly readAhead: ReadAhead;
+  private readonly dirtyBytesMax: number;
+  private readonly logBytesMax: number;
+  private invalidations = 0;
+  private dirtyReservedBytes = 0;
+  private lowerUnflushed = false;
+  /** One of: a drain round, or a trim/zero going below (keeps their order below fixed). */
+  private lowerTurn: Promise<void> = Promise.resolve();
+  private drainActive = false;
+  /** Ends the drainer's pause; null while it waits after a round that drained nothing. */
+  private wakeDrainer: (() => void) | null = null;
+  /** Ends the drainer's pause in any case: a write landed (pages changed, locks gone), or a stop. */
+  private wakePause: (() => void) | null = null;
+  private draining: Promise<void> = Promise.resolve();
+  private roundWaiters: ((err: unknown) => void)[] = [];
+  private stopped = false;
+  private readonly stats0: Omit<CacheStats, 'cleanBytes' | 'diskTierBytes' | 'dirtyBytes'>;
+
+  private constructor(
+    next: BlockIO,
+    options: CacheOptions,
+    private readonly env: CacheEnv,
+    parts: { tier: DiskTier | null; log: WriteLog | null; replayed: number },
+  ) {
+    super(next);
+    this.options = options;
+    this.mode = options.mode;
+    assert(options.mode !== 'off', 'mode off builds no stage');
+    assert(options.mode !== 'writeback' || parts.log !== null, 'write-back has a log');
+    const cleanBytes = options.mode === 'writeback' ? options.memBytes / 2 : options.memBytes;
+    this.dirtyBytesMax = options.memBytes / 2;
+    this.logBytesMax = Math.floor(options.diskBytes / 2);
+    this.tier = parts.tier;
+    this.clean = new ByteLru<number>(Math.floor(cleanBytes), (page, data) =>
+      this.tier?.put(page, data),
+    );
+    this.log = parts.log;
+    this.readAhead = new ReadAhead(options.readAheadBytes);
+    this.stats0 = {
+      mode: options.mode,
+      readHitPages: 0,
+      readMissPages: 0,
+      readAheadPages: 0,
+      logBytes: 0,
+      drainedBytes: 0,
+      drainWrites: 0,
+      drainRounds: 0,
+      drainErrors: 0,
+      replayedRecords: parts.replayed,
+    };
+  }
+
+  /** Build the stage; a write-back cache first replays what its log holds into `next`. */
+  static async open(next: BlockIO, options: CacheOptions, env: CacheEnv): Promise<CacheStage> {
+    let log: WriteLog | null = null;
+    let replayed = 0;
+    let tierBytes = options.diskBytes;
+    if (options.mode === 'writeback') {
+      const storage = env.logStorage;
+      assert(storage !== undefined, 'write-back needs log storage');
+      const { lastSeq, records } = await replayLog(storage, next);
+      replayed = records;
+      const logBytes = Math.floor(options.diskBytes / 2);
+      tierBytes -= logBytes;
+      log = new WriteLog(
+        storage,
+        {
+          bytesMax: logBytes,
+          segmentBytesMax: Math.max(pageBytes, Math.min(64 * 1024 * 1024, logBytes / 4)),
+          waitersMax: dirtyWaitersMax,
+        },
+        lastSeq + 1,
+      );
+    }
+    const tier =
+      env.tierPath !== undefined && tierBytes >= pageBytes
+        ? await DiskTier.open(env.tierPath, tierBytes)
+        : null;
+    return new CacheStage(next, options, env, { tier, log, replayed });
+  }
+
+  stats(): CacheStats {
+    return {
+      ...this.stats0,
+      cleanBytes: this.clean.bytes,
+      diskTierBytes: this.tier?.bytes ?? 0,
+      dirtyBytes: this.dirty.bytes,
+      logBytes: this.log?.bytes ?? 0,
+    };
+  }
+
+  // ---- reads -----------------------------------------------------------------------------------
+
+  override async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(lengthBytes);
+    if (lengthBytes === 0) return out;
+    const first = Math.floor(offsetBytes / pageBytes);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / pageBytes);
+    const extraBytes = this.readAhead.next(offsetBytes, lengthBytes);
+    const generation = this.invalidations;
+    let missing: number[] = [];
+    for (let page = first; page <= last; page++) {
+      const data = this.dirty.get(page)?.data ?? this.clean.get(page);
+      if (data === undefined) missing.push(page);
+      else copyPage(out, offsetBytes, page, data);
+    }
+    this.stats0.readHitPages += last - first + 1 - missing.length;
+    if (missing.length > 0 && this.tier !== null)
+      missing = await this.readTier(missing, out, offsetBytes, generation);
+    this.stats0.readMissPages += missing.length;
+    if (missing.length === 0) return out;
+    const runs = pageRuns(missing);
+    await Promise.all(
+      runs.map((run) => {
+        const stretch = run.last === last ? Math.ceil(extraBytes / pageBytes) : 0;
+        return this.fetchRun(run.first, run.last, stretch, out, offsetBytes, generation);
+      }),
+    );
+    return out;
+  }
+
+  private async readTier(
+    pages: number[],
+    out: Buffer,
+    offsetBytes: number,
+    generation: number,
+  ): Promise<number[]> {
+    const tier = this.tier;
+    assert(tier !== null, 'called with a tier');
+    const found = await Promise.all(pages.map((page) => tier.get(page)));
+    const missing: number[] = [];
+    pages.forEach((page, i) => {
+      const data = found[i];
+      if (data === undefined) {
+        missing.push(page);
+        return;
+      }
+      copyPage(out, offsetBytes, page, data);
+      if (generation === this.invalidations && this.dirty.get(page) === undefined) {
+        this.clean.set(page, data);
+      }
+    });
+    this.stats0.readHitPages += pages.length - missing.length;
+    return missing;
+  }
+
+  /** Read pages [first, last] (+ `stretch` pages of read-ahead) below; copy and keep them. */
+  private async fetchRun(
+    first: number,
+    last: number,
+    stretch: number,
+    out: Buffer,
+    offsetBytes: number,
+    generation: number,
+  ): Promise<void> {
+    const startBytes = first * pageBytes;
+    const endBytes = Math.min(this.sizeBytes, (last + 1 + stretch) * pageBytes);
+    assert(endBytes > startBytes, 'a run has bytes');
+    const data = await this.next.read(startBytes, endBytes - startBytes);
+    const keep = generation === this.invalidations;
+    for (let at = 0, page = first; at < data.length; at += pageBytes, page++) {
+      const bytes = data.subarray(at, Math.min(data.length, at + pageBytes));
+      if (page <= last) copyPage(out, offsetBytes, page, bytes);
+      else if (this.clean.has(page) || this.dirty.get(page) !== undefined) continue;
+      else this.stats0.readAheadPages++;
+      if (keep && this.dirty.get(page) === undefined) this.clean.set(page, Buffer.from(bytes));
+    }
+  }
+
+  /** One page as it is now, not counting dirty pages (the caller knows it is clean). */
+  private async readCleanPage(page: number): Promise<Uint8Array> {
+    const cached = this.clean.get(page) ?? (await this.tier?.get(page));
+    if (cached !== undefined) return cached;
+    const startBytes = page * pageBytes;
+    return this.next.read(startBytes, Math.min(pageBytes, this.sizeBytes - startBytes));
+  }
+
+  // ---- writes ----------------------------------------------------------------------------------
+
+  override async write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    if (this.mode === 'writethrough') {
+      await this.invalidateAround(offsetBytes, data.length, () =>
+        this.next.write(offsetBytes, data, flags),
+      );
+      return;
+    }
+    if (data.length > 0) await this.writeBack(offsetBytes, data);
+    if (flags?.fua === true) await this.flushLog();
+  }
+
+  private async writeBack(offsetBytes: number, data: Uint8Array): Promise<void> {
+    const log = this.log;
+    assert(log !== null, 'write-back has a log');
+    if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
+    const endBytes = offsetBytes + data.length;
+    const first = Math.floor(offsetBytes / pageBytes);
+    const last = Math.floor((endBytes - 1) / pageBytes);
+    const reservedBytes = (last - first + 1) * pageBytes;
+    await this.admitDirty(reservedBytes);
+    try {
+      await this.writeBackAdmitted(offsetBytes, data, first, last);
+    } catch (err) {
+      this.dirtyReservedBytes -= reservedBytes;
+      // Writers waiting for dirty space may be waiting for exactly these bytes, and no drain
+      // round will wake them if nothing is dirty: let them look again.
+      if (!this.drainActive) this.wakeRoundWaiters(null);
+      this.kickDrain(); // its page locks are gone: pages a round could not forget may go now
+      throw err;
+    }
+    this.dirtyReservedBytes -= reservedBytes;
+    assert(this.dirtyReservedBytes >= 0, 'reservations never go negative');
+    this.kickDrain();
+  }
+
+  private async writeBackAdmitted(
+    offsetBytes: number,
+    data: Uint8Array,
+    first: number,
+    last: number,
+  ): Promise<void> {
+    const log = this.log;
+    assert(log !== null, 'write-back has a log');
+    const endBytes = offsetBytes + data.length;
+    const partial = [first, last].filter((page) => !this.covers(page, offsetBytes, endBytes));
+    const copy = Buffer.from(data); // the caller may reuse its buffer once we resolve
+    await this.dirty.withLocks(partial, async () => {
+      const bases = new Map<number, Uint8Array>();
+      for (const page of partial) {
+        if (this.dirty.get(page) === undefined) bases.set(page, await this.readCleanPage(page));
+      }
+      await log.append(offsetBytes, copy, (seq) => {
+        this.invalidations++;
+        for (let page = first; page <= last; page++) {
+          this.clean.delete(page);
+          this.tier?.invalidate(page);
+          const pageStart = page * pageBytes;
+          const pageEnd = Math.min(pageStart + pageBytes, this.sizeBytes);
+          let bytes: Uint8Array;
+          if (this.covers(page, offsetBytes, endBytes)) {
+            bytes = copy.subarray(pageStart - offsetBytes, pageEnd - offsetBytes);
+          } else {
+            // Locked since before the bases were read: if it is clean now, it was clean then.
+            const base = this.dirty.get(page)?.data ?? bases.get(page);
+            assert(base !== undefined, 'a partial page has its old bytes');
+            const merged = Buffer.from(base);
+            const from = Math.max(pageStart, offsetBytes);
+            const to = Math.min(pageEnd, endBytes);
+            merged.set(copy.subarray(from - offsetBytes, to - offsetBytes), from - pageStart);
+            bytes = merged;
+          }
+          assert(bytes.length === pageEnd - pageStart, 'dirty pages are whole');
+          this.dirty.install(page, bytes, seq);
+        }
+      });
+    });
+  }
+
+  private covers(page: number, startBytes: number, endBytes: number): boolean {
+    const pageStart = page * pageBytes;
+    const pageEnd = Math.min(pageStart + pageBytes, this.sizeBytes);
+    return startBytes <= pageStart && endBytes >= pageEnd;
+  }
+
+  override async zero(
+    offsetBytes: number,
+    lengthBytes: number,
+    flags?: WriteFlags & { readonly noHole?: boolean },
+  ): Promise<void> {
+    await this.below(offsetBytes, lengthBytes, () =>
+      this.next.zero(offsetBytes, lengthBytes, flags),
+    );
+  }
+
+  override async trim(offsetBytes: number, lengthBytes: number, flags?: WriteFlags) {
+    await this.below(offsetBytes, lengthBytes, () =>
+      this.next.trim(offsetBytes, lengthBytes, flags),
+    );
+  }
+
+  /** A change made below directly (trim, zero): after the dirty pages written before it. */
+  private async below(offsetBytes: number, lengthBytes: number, fn: () => Promise<void>) {
+    if (this.mode === 'writeback') {
+      assert(this.log !== null, 'write-back has a log');
+      await this.drainUpTo(this.log.lastSeq);
+      this.lowerUnflushed = true;
+      await this.inLowerTurn(() => this.invalidateAround(offsetBytes, lengthBytes, fn));
+      return;
+    }
+    await this.invalidateAround(offsetBytes, lengthBytes, fn);
+  }
+
+  private async invalidateAround(
+    offsetBytes: number,
+    lengthBytes: number,
+    fn: () => Promise<void>,
+  ) {
+    this.invalidatePages(offsetBytes, lengthBytes);
+    try {
+      await fn();
+    } finally {
+      this.invalidatePages(offsetBytes, lengthBytes);
+    }
+  }
+
+  private invalidatePages(offsetBytes: number, lengthBytes: number): void {
+    this.invalidations++;
+    if (lengthBytes === 0) return;
+    const first = Math.floor(offsetBytes / pageBytes);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / pageBytes);
+    if (last - first + 1 > this.clean.size + 64) {
+      // A huge range (a whole-device trim): cheaper to drop everything than to walk it.
+      this.clean.clear();
+      this.tier?.clear();
+      return;
+    }
+    for (let page = first; page <= last; page++) {
+      this.clean.delete(page);
+      this.tier?.invalidate(page);
+    }
+  }
+
+  override async flush(): Promise<void> {
+    if (this.mode === 'writethrough') return this.next.flush();
+    await this.flushLog();
+  }
+
+  private async flushLog(): Promise<void> {
+    assert(this.log !== null, 'write-back has a log');
+    await this.log.sync();
+    if (this.lowerUnflushed) {
+      this.lowerUnflushed = false;
+      try {
+        await this.next.flush();
+      } catch (err) {
+        this.lowerUnflushed = true;
+        throw err;
+      }
+    }
+  }
+
+  override async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
+    // Dirty pages are data the layer below has not seen: drain them before it answers.
+    if (this.log !== null && this.anyDirtyIn(offsetBytes, lengthBytes)) {
+      await this.drainUpTo(this.log.lastSeq);
+    }
+    return this.next.extents(offsetBytes, lengthBytes);
+  }
+
+  private anyDirtyIn(offsetBytes: number, lengthBytes: number): boolean {
+    if (this.dirty.size === 0 || lengthBytes === 0) return false;
+    const first = Math.floor(offsetBytes / pageBytes);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / pageBytes);
+    if (last - first + 1 <= this.dirty.size) {
+      for (let page = first; page <= last; page++) if (this.dirty.get(page)) return true;
+      return false;
+    }
+    for (const [page] of this.dirty.snapshot()) if (page >= first && page <= last) return true;
+    return false;
+  }
+
+  // ---- draining --------------------------------------------------------------------------------
+
+  /** Resolve once every write logged up to `seq` is durable below (FLUSHed there). */
+  async drainUpTo(seq: number): Promise<void> {
+    for (;;) {
+      if (this.dirty.oldestSeq() > seq) return;
+      if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
+      const round = this.nextRound();
+      this.kickDrain();
+      const err = await round;
+      if (err !== null) throw err;
+    }
+  }
+
+  /** Every write acknowledged so far reaches the next stage (e.g. before a snapshot). */
+  async drainWritten(): Promise<void> {
+    if (this.log !== null) await this.drainUpTo(this.log.lastSeq);
+  }
+
+  /** Drain everything and empty the log (callers hold new writes back first). */
+  async drainAll(): Promise<void> {
+    if (this.log === null) return this.next.flush();
+    await this.drainUpTo(this.log.lastSeq);
+    await this.flushLog();
+    await this.log.release(Number.POSITIVE_INFINITY);
+  }
+
+  private nextRound(): Promise<unknown> {
+    const round = new Promise<unknown>((resolve) => this.roundWaiters.push(resolve));
+    this.wakeDrainer?.();
+    return round;
+  }
+
+  /**
+   * Without pressure (nobody waiting, dirty pages and log well below their limits) the drainer
+   * waits a little before a round: rounds get bigger, coalesce better, and the flush each one
+   * ends with (an fsync of backend objects on fs) runs a few times a second, not continuously.
+   */
+  private async pace(stuck: boolean): Promise<void> {
+    const pressure = () =>
+      this.stopped ||
+      this.roundWaiters.length > 0 ||
+      this.dirty.bytes > this.dirtyBytesMax / 4 ||
+      (this.log?.bytes ?? 0) > this.logBytesMax / 4;
+    if (this.stopped || (!stuck && pressure())) return;
+    // After a round that could forget no page (every one was rewritten or is being merged into
+    // meanwhile), only a write that lands can change that: neither pressure nor waiters may
+    // start the next round at once, or drainer and waiters would chase each other in
+    // microtasks (a memory backend never yields) and starve the I/O the merges wait for.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, drainIdleMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.wakeDrainer = stuck ? null : wake;
+      this.wakePause = wake;
+    });
+    this.wakeDrainer = null;
+    this.wakePause = null;
+  }
+
+  /** Wait for dirty space and reserve it (writes in flight count before their pages land). */
+  private async admitDirty(bytes: number): Promise<void> {
+    // An empty cache admits any write: one larger than the space must not wait forever.
+    for (;;) {
+      const used = this.dirty.bytes + this.dirtyReservedBytes;
+      if (used === 0 || used + bytes <= this.dirtyBytesMax) break;
+      if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
+      if (this.roundWaiters.length >= dirtyWaitersMax) {
+        throw new StoreError('IO', 'write-back cache is full', { retryable: true });
+      }
+      const round = this.nextRound();
+      this.kickDrain();
+      await round;
+    }
+    this.dirtyReservedBytes += bytes;
+  }
+
+  private kickDrain(): void {
+    this.wakePause?.();
+    if (this.drainActive || this.stopped || this.log === null || this.dirty.size === 0) return;
+    // The loop clears `drainActive` in the same tick as its last look at the dirty pages, so a
+    // write that lands after that look always starts a new loop.
+    this.drainActive = true;
+    this.draining = this.drainLoop();
+  }
+
+  private async drainLoop(): Promise<void> {
+    let retryMs = 10;
+    let stuck = false;
+    while (!this.stopped && this.dirty.size > 0) {
+      await this.pace(stuck);
+      let failure: unknown = null;
+      try {
+        stuck = (await this.inLowerTurn(() => this.drainRound())) === 0;
+        retryMs = 10;
+      } catch (err) {
+        failure = err;
+        this.stats0.drainErrors++;
+        this.env.onDrainError?.(err);
+      }
+      this.wakeRoundWaiters(failure);
+      if (failure !== null) {
+        await new Promise((resolve) => setTimeout(resolve, retryMs));
+        retryMs = Math.min(drainRetryMsMax, retryMs * 2);
+      }
+    }
+    this.drainActive = false;
+    this.wakeRoundWaiters(this.stopped ? new StoreError('ABORTED', 'stopped') : null);
+  }
+
+  private wakeRoundWaiters(failure: unknown): void {
+    const waiters = this.roundWaiters;
+    this.roundWaiters = [];
+    for (const wake of waiters) wake(failure);
+  }
+
+  /** One round; returns how many pages it could forget. */
+  private async drainRound(): Promise<number> {
+    const log = this.log;
+    assert(log !== null, 'write-back has a log');
+    const work = this.dirty.oldest(drainRoundPagesMax);
+    const runs = coalesce(work);
+    let nextRun = 0;
+    const worker = async () => {
+      for (let run = runs[nextRun++]; run !== undefined; run = runs[nextRun++]) {
+        if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
+        const [head] = run;
+        assert(head !== undefined, 'runs are not empty');
+        const data = run.length === 1 ? head[1].data : Buffer.concat(run.map(([, p]) => p.data));
+        await this.next.write(head[0] * pageBytes, data);
+        this.stats0.drainedBytes += data.length;
+        this.stats0.drainWrites++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(drainConcurrency, runs.length) }, worker));
+    await this.next.flush();
+    let forgotten = 0;
+    for (const [page, entry] of work) {
+      // Drained pages stay readable from memory: they are the newest clean bytes.
+      if (this.dirty.removeIfUnchanged(page, entry)) {
+        this.clean.set(page, entry.data);
+        forgotten++;
+      }
+    }
+    this.stats0.drainRounds++;
+    await log.release(this.dirty.oldestSeq() - 1);
+    return forgotten;
+  }
+
+  private inLowerTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lowerTurn.then(fn);
+    this.lowerTurn = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Drain, empty the log and drop the tiers, leaving the stage below open (pipeline swaps). */
+  async detach(): Promise<void> {
+    if (this.log !== null) {
+      await this.drainAll();
+      this.stopped = true;
+      this.wakePause?.();
+      await this.log.close();
+    } else {
+      this.stopped = true;
+      await this.next.flush();
+    }
+    this.clean.clear();
+    await this.tier?.close();
+  }
+
+  override async close(): Promise<void> {
+    await this.detach();
+    await this.next.close();
+  }
+
+  /** Stop without draining (the volume is deleted, or a test simulates a crash). */
+  async abandon(): Promise<void> {
+    this.stopped = true;
+    this.wakePause?.();
+    await this.draining.catch(() => {});
+    await this.log?.close().catch(() => {});
+    this.clean.clear();
+    this.dirty.clear();
+    await this.tier?.close();
+  }
+}
+
+/** Replay a log below, flush, then empty it; returns the last sequence number seen. */
+async function replayLog(
+  storage: LogStorage,
+  next: BlockIO,
+): Promise<{ lastSeq: number; records: number }> {
+  const records = await readLog(storage);
+  for (const r of records) {
+    if (r.offsetBytes + r.data.length > next.sizeBytes) {
+      throw new StoreError('CORRUPT', `write-back log record ${r.seq} ends past the volume`);
+    }
+    await next.write(r.offsetBytes, r.data);
+  }
+  if (records.length > 0) await next.flush();
+  for (const name of await storage.list()) await storage.remove(name);
+  return { lastSeq: records[records.length - 1]?.seq ?? 0, records: records.length };
+}
+
+/** Copy the part of page `page` that overlaps the request starting at `offsetBytes` into `out`. */
+function copyPage(out: Buffer, offsetBytes: number, page: number, data: Uint8Array): void {
+  const pageStart = page * pageBytes;
+  const from = Math.max(pageStart, offsetBytes);
+  const to = Math.min(pageStart + data.length, offsetBytes + out.length);
+  assert(to >= from, 'the page overlaps the request');
+  out.set(data.subarray(from - pageStart, to - pageStart), from - offsetBytes);
+}
+
+function pageRuns(pages: readonly number[]): { first: number; last: number }[] {
+  const runs: { first: number; last: number }[] = [];
+  for (const page of pages) {
+    const run = runs[runs.length - 1];
+    if (run !== undefined && run.last === page - 1) run.last = page;
+    else runs.push({ first: page, last: page });
+  }
+  return runs;
+}
+
+/** Adjacent dirty pages in runs of at most one backend block, never crossing a block edge. */
+function coalesce(work: readonly [number, DirtyPage][]): [number, DirtyPage][][] {
+  const pagesPerBlock = blockSizeBytes / pageBytes;
+  const runs: [number, DirtyPage][][] = [];
+  let run: [number, DirtyPage][] = [];
+  for (const item of work) {
+    const prev = run[run.length - 1];
+    const joins =
+      prev !== undefined &&
+      prev[0] === item[0] - 1 &&
+      item[0] % pagesPerBlock !== 0 &&
+      prev[1].data.length === pageBytes;
+    if (!joins && run.length > 0) {
+      runs.push(run);
+      run = [];
+    }
+    run.push(item);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+// Dirty pages of a write-back cache: the newest bytes of every page written since it was last
+// drained, each with the log sequence number of the write that last touched it (`seq`) and of
+// the oldest write whose bytes the stage below may not have yet (`since`). Pages are whole
+// (4 KiB, the last page of a volume may be shorter): a partial write merges into the page's old
+// bytes first, under a page lock, so the drainer always writes whole pages.
+//
+//   install(p, seq)   ->  dirty, seq = seq, since = since of the dirty page, or seq
+//   drained(p, entry) ->  removed if unchanged and unlocked, else since >= entry.seq + 1
+//
+// The log may drop every record older than the oldest `since`: a record older than that touched
+// only pages whose bytes up to it are durable below. Not the oldest `seq`: a page written whole
+// (seq 2), then in part (seq 9), holds merged bytes, but record 9 carries only the part; while
+// the page is undrained, record 2 is needed to replay it.
+import { assert } from '../../core/assert.js';
+
+export interface DirtyPage {
+  readonly data: Uint8Array;
+  readonly seq: number;
+  /** The oldest record with bytes of this page that may not be durable below (seq + 1: none). */
+  since: number;
+}
+
+export class DirtyPages {
+  private readonly pages = new Map<number, DirtyPage>();
+  private readonly locks = new Map<number, Promise<void>>();
+  private bytesUsed = 0;
+
+  get bytes(): number {
+    return this.bytesUsed;
+  }
+  get size(): number {
+    return this.pages.size;
+  }
+
+  get(page: number): DirtyPage | undefined {
+    return this.pages.get(page);
+  }
+
+  install(page: number, data: Uint8Array, seq: number): void {
+    const old = this.pages.get(page);
+    assert(old === undefined || old.seq < seq, 'pages are installed in log order');
+    this.bytesUsed += data.length - (old?.data.length ?? 0);
+    this.pages.set(page, { data, seq, since: old?.since ?? seq });
+  }
+
+  /** Every dirty page, in page order (a drain round's work list). */
+  snapshot(): [number, DirtyPage][] {
+    return [...this.pages].sort((a, b) => a[0] - b[0]);
+  }
+
+  /** The `count` pages holding the oldest undrained records, in page order (a round's work). */
+  oldest(count: number): [number, DirtyPage][] {
+    const all = [...this.pages];
+    const taken =
+      all.length <= count ? all : all.sort((a, b) => a[1].since - b[1].since).slice(0, count);
+    return taken.sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * `drained` reached the stage below and was flushed there: forget the page unless it was
+   * written again or is being merged into right now; then only records after it are needed.
+   */
+  removeIfUnchanged(page: number, drained: DirtyPage): boolean {
+    const current = this.pages.get(page);
+    if (current === undefined) return false;
+    if (current !== drained || this.locks.has(page)) {
+      // Its bytes up to drained.seq are durable below either way. A locked page must stay (a
+      // merge into it is under way) but must not hold the log back: that merge may be waiting
+      // for log space only a release gives.
+      current.since = Math.max(current.since, drained.seq + 1);
+      return false;
+    }
+    this.pages.delete(page);
+    this.bytesUsed -= drained.data.length;
+    assert(this.bytesUsed >= 0, 'dirty bytes never go negative');
+    return true;
+  }
+
+  /** The oldest record whose bytes may not be durable below yet (a `since`), or Infinity. */
+  oldestSeq(): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const p of this.pages.values()) if (p.since < oldest) oldest = p.since;
+    return oldest;
+  }
+
+  clear(): void {
+    this.pages.clear();
+    this.bytesUsed = 0;
+  }
+
+  /** Run `fn` holding the locks of `pages` (sorted, so two writers never deadlock). */
+  async withLocks<T>(pages: readonly number[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(pages)].sort((a, b) => a - b);
+    const releases: (() => void)[] = [];
+    try {
+      for (const page of sorted) {
+        for (let held = this.locks.get(page); held !== undefined; held = this.locks.get(page)) {
+          await held;
+        }
+        let release = (): void => {};
+        this.locks.set(
+          page,
+          new Promise<void>((resolve) => {
+            release = resolve;
+          }),
+        );
+        releases.push(() => {
+          this.locks.delete(page);
+          release();
+        });
+      }
+      return await fn();
+    } finally {
+      for (const release of releases) release();
+    }
+  }
+}

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+// The write-back log: client writes appended in order to segment files, fsynced on FLUSH/FUA,
+// replayed after a crash, and released a segment at a time once the drainer made its records
+// durable below.
+//
+// Record layout (little endian), one per client write:
+//
+//   0  u32 magic 0x4c57_5441 ("ATWL")   4  u32 data length     8  f64 seq
+//   16 f64 offset (bytes in the volume) 24 u32 crc32 of bytes 0..24 and the data
+//   28 u32 reserved (0)                 32 data...
+//
+// Segments are named `seg-<first seq as 16 hex digits>`; a new segment starts when the current
+// one would pass `segmentBytesMax`. The previous segment is fsynced before the first append to
+// the next, so only the last segment can have a torn tail; replay stops at the first record
+// whose magic, length or checksum is wrong there, and refuses (CORRUPT) anywhere else.
+import { crc32 } from 'node:zlib';
+import { assert } from '../../core/assert.js';
+import { StoreError } from '../../core/errors.js';
+import type { LogStorage } from './log-storage.js';
+
+export const recordHeaderBytes = 32;
+const magic = 0x4c575441;
+
+export interface LogRecord {
+  readonly seq: number;
+  readonly offsetBytes: number;
+  readonly data: Uint8Array;
+}
+
+interface Segment {
+  readonly name: string;
+  readonly firstSeq: number;
+  lastSeq: number;
+  sizeBytes: number;
+  synced: boolean;
+}
+
+export interface WriteLogOptions {
+  /** Bytes of segments kept before appends wait for the drainer to release some. */
+  readonly bytesMax: number;
+  readonly segmentBytesMax: number;
+  /** Appends allowed to wait for space before new ones fail (retryable). */
+  readonly waitersMax: number;
+}
+
+export class WriteLog {
+  private readonly segments: Segment[] = [];
+  /** Bytes of segments plus records waiting to be appended. */
+  private reservedBytes = 0;
+  private appending: Segment | null = null;
+  private nextSeq: number;
+  private readonly queue: QueuedRecord[] = [];
+  private writing: Promise<void> | null = null;
+  private failure: StoreError | null = null;
+  private syncChain: Promise<void> = Promise.resolve();
+  private spaceWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly storage: LogStorage,
+    private readonly options: WriteLogOptions,
+    firstSeq: number,
+  ) {
+    assert(options.segmentBytesMax <= options.bytesMax, 'a segment fits in the log');
+    assert(Number.isSafeInteger(firstSeq) && firstSeq >= 1, 'sequence numbers start at 1');
+    this.nextSeq = firstSeq;
+  }
+
+  get bytes(): number {
+    return this.reservedBytes;
+  }
+  /** The sequence number of the last record appended (0 if none yet). */
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /**
+   * Append one record. `onAppended(seq)` runs synchronously right after the record reached the
+   * storage, in sequence order across all appends, so callers can publish in log order. Records
+   * queued while a write is under way go out together in the next one (group append).
+   */
+  append(offsetBytes: number, data: Uint8Array, onAppended: (seq: number) => void): Promise<void> {
+    const recordBytes = recordHeaderBytes + data.length;
+    // Space is reserved before the record queues, so a release never waits behind an append.
+    return this.reserve(recordBytes).then(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          if (this.closed || this.failure !== null) {
+            this.reservedBytes -= recordBytes;
+            reject(this.failure ?? new StoreError('ABORTED', 'the write log is closed'));
+            return;
+          }
+          this.queue.push({ offsetBytes, data, recordBytes, onAppended, resolve, reject });
+          if (this.writing === null) this.writing = this.writeQueued();
+        }),
+    );
+  }
+
+  private async writeQueued(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = takeBatch(this.queue);
+      const firstSeq = this.nextSeq;
+      this.nextSeq += batch.length;
+      const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
+      try {
+        const segment = await this.segmentFor(firstSeq, bytes);
+        const encoded = batch.map((r, i) => encodeRecord(firstSeq + i, r.offsetBytes, r.data));
+        this.appending = segment;
+        try {
+          await this.storage.append(segment.name, Buffer.concat(encoded, bytes));
+        } finally {
+          this.appending = null;
+        }
+        segment.lastSeq = firstSeq + batch.length - 1;
+        segment.sizeBytes += bytes;
+        segment.synced = false;
+      } catch (err) {
+        // A failed append may have left part of a record: later records would sit after a tear,
+        // so the log takes no more (the volume's writes fail until it is reopened and replayed).
+        this.failure = new StoreError('IO', 'write-back log append failed', { cause: err });
+        for (const r of [...batch, ...this.queue.splice(0)]) {
+          this.reservedBytes -= r.recordBytes;
+          r.reject(this.failure);
+        }
+        break;
+      }
+      batch.forEach((r, i) => {
+        r.onAppended(firstSeq + i);
+        r.resolve();
+      });
+    }
+    this.writing = null;
+  }
+
+  /** Make every append that resolved before the call durable (group commit: one fsync each). */
+  sync(): Promise<void> {
+    const pending = this.segments.filter((s) => !s.synced);
+    const run = this.syncChain.then(async () => {
+      for (const s of pending) {
+        // Released meanwhile: its records are durable below, nothing to sync.
+        if (s.synced || !this.segments.includes(s)) continue;
+        const sizeBytes = s.sizeBytes;
+        try {
+          await this.storage.sync(s.name);
+        } catch (err) {
+          if (this.segments.includes(s)) throw err; // else it was released while syncing
+        }
+        if (s.sizeBytes === sizeBytes) s.synced = true;
+      }
+    });
+    this.syncChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Drop every segment whose records are all <= `seq` (durable below); wakes waiting appends. */
+  async release(seq: number): Promise<void> {
+    const dropped: Segment[] = [];
+    while (this.segments.length > 0) {
+      const first = this.segments[0];
+      assert(first !== undefined, 'non-empty');
+      if (first.lastSeq > seq || first === this.appending) break;
+      if (first.sizeBytes === 0) break; // a fresh segment waiting for its first record
+      // The current segment goes too when it is fully released: the next append starts anew.
+      this.segments.shift();
+      this.reservedBytes -= first.sizeBytes;
+      dropped.push(first);
+    }
+    assert(this.reservedBytes >= 0, 'log bytes never go negative');
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const wake of waiters) wake();
+    for (const s of dropped) await this.storage.remove(s.name);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.writing;
+    for (const wake of this.spaceWaiters) wake();
+    await this.storage.close();
+  }
+
+  private async reserve(recordBytes: number): Promise<void> {
+    // An empty log takes any record, so one record larger than the log cannot wait forever.
+    while (this.reservedBytes > 0 && this.reservedBytes + recordBytes > this.options.bytesMax) {
+      if (this.closed) throw new StoreError('ABORTED', 'the write log is closed');
+      if (this.spaceWaiters.length >= this.options.waitersMax) {
+        throw new StoreError('IO', 'write-back log is full', { retryable: true });
+      }
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
+    this.reservedBytes += recordBytes;
+  }
+
+  private async segmentFor(seq: number, recordBytes: number): Promise<Segment> {
+    const current = this.segments[this.segments.length - 1];
+    if (
+      current !== undefined &&
+      (current.sizeBytes === 0 || current.sizeBytes + recordBytes <= this.options.segmentBytesMax)
+    ) {
+      return current;
+    }
+    // Only the last segment may be torn: finish the current one before starting the next.
+    if (current !== undefined && !current.synced) {
+      await this.storage.sync(current.name);
+      current.synced = true;
+    }
+    const segment: Segment = {
+      name: segmentName(seq),
+      firstSeq: seq,
+      lastSeq: seq - 1,
+      sizeBytes: 0,
+      synced: false,
+    };
+    this.segments.push(segment);
+    return segment;
+  }
+}
+
+interface QueuedRecord {
+  readonly offsetBytes: number;
+  readonly data: Uint8Array;
+  readonly recordBytes: number;
+  readonly onAppended: (seq: number) => void;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** Bytes of records written by one append (at least one record, however large). */
+const batchBytesMax = 4 * 1024 * 1024;
+
+function takeBatch(queue: QueuedRecord[]): QueuedRecord[] {
+  let bytes = 0;
+  let count = 0;
+  for (const r of queue) {
+    if (count > 0 && bytes + r.recordBytes > batchBytesMax) break;
+    bytes += r.recordBytes;
+    count++;
+  }
+  assert(count >= 1, 'a batch has a record');
+  return queue.splice(0, count);
+}
+
+export function segmentName(firstSeq: number): string {
+  return `seg-${firstSeq.toString(16).padStart(16, '0')}`;
+}
+
+export function encodeRecord(seq: number, offsetBytes: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(recordHeaderBytes + data.length);
+  out.writeUInt32LE(magic, 0);
+  out.writeUInt32LE(data.length, 4);
+  out.writeDoubleLE(seq, 8);
+  out.writeDoubleLE(offsetBytes, 16);
+  out.set(data, recordHeaderBytes);
+  out.writeUInt32LE(0, 28);
+  out.writeUInt32LE(crc32(out.subarray(recordHeaderBytes), crc32(out.subarray(0, 24))), 24);
+  return out;
+}
+
+/** Records of one segment up to the first bad one; `torn` says whether bytes were left over. */
+export function decodeSegment(bytes: Uint8Array): { records: LogRecord[]; torn: boolean } {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const records: LogRecord[] = [];
+  let at = 0;
+  while (at + recordHeaderBytes <= buf.length) {
+    if (buf.readUInt32LE(at) !== magic) break;
+    const length = buf.readUInt32LE(at + 4);
+    if (at + recordHeaderBytes + length > buf.length) break;
+    const data = buf.subarray(at + recordHeaderBytes, at + recordHeaderBytes + length);
+    const crc = crc32(data, crc32(buf.subarray(at, at + 24)));
+    if (crc !== buf.readUInt32LE(at + 24)) break;
+    const seq = buf.readDoubleLE(at + 8);
+    const offsetBytes = buf.readDoubleLE(at + 16);
+    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(offsetBytes)) break;
+    records.push({ seq, offsetBytes, data: new Uint8Array(data) });
+    at += recordHeaderBytes + length;
+  }
+  return { records, torn: at !== buf.length };
+}
+
+/** Every intact record of a log in sequence order; a tear before the last segment is CORRUPT. */
+export async function readLog(storage: LogStorage): Promise<LogRecord[]> {
+  const names = await storage.list();
+  const out: LogRecord[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const { records, torn } = decodeSegment(await storage.read(name));
+    if (torn && i < names.length - 1) {
+      throw new StoreError('CORRUPT', `write-back log segment ${name} is damaged before its end`);
+    }
+    for (const r of records) {
+      const last = out[out.length - 1];
+      if (last !== undefined && r.seq <= last.seq) {
+        throw new StoreError('CORRUPT', `write-back log goes back in sequence at ${name}`);
+      }
+      out.push(r);
+    }
+  }
+  return out;
+}
