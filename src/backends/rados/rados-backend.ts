@@ -171,6 +171,8 @@ const expiresXattr = 'atoll.expires';
 const addressXattr = 'atoll.addr';
 const blocklistExpireSecondsDefault = 3_600;
 const blocklistExpireSecondsMax = 2_592_000;
+/** Blocklisted holder addresses remembered (oldest forgotten first). */
+const blocklistedHoldersMax = 1_024;
 const lockNamespaceSuffix = 'atoll.locks';
 /** Holder cookies are OWNER@INSTANCE; owners are at most 256 characters. */
 const xattrBytesMax = 512;
@@ -205,6 +207,8 @@ export class RadosBackend implements Backend {
   readonly #retiring = new Set<Promise<void>>();
   /** Addresses of this backend's earlier (blocklisted) clients: never blocklisted again. */
   readonly #formerAddresses = new Set<string>();
+  /** Holders' addresses this backend blocklisted, until when it need not do so again. */
+  readonly #blocklistedHolders = new Map<string, number>();
   readonly #options: RadosBackendOptions;
   readonly #blocklistExpireSeconds: number;
   readonly #onClientEvent: ((event: RadosClientEvent) => void) | undefined;
@@ -527,6 +531,9 @@ export class RadosBackend implements Backend {
     // or one of our blocklisted clients.
     if (expireSeconds === 0 || address === '' || address === this.clientAddress) return;
     if (this.#formerAddresses.has(address)) return;
+    // Taking several volumes of one dead node blocklists it once (until half its entry is over).
+    const listedUntilMs = this.#blocklistedHolders.get(address);
+    if (listedUntilMs !== undefined && listedUntilMs > Date.now()) return;
     try {
       await this.blocklist(address, expireSeconds);
     } catch (err) {
@@ -541,6 +548,11 @@ export class RadosBackend implements Backend {
           `mon 'allow command "osd blocklist"' or 'profile rbd'): ${cause.message}`,
         { cause: err, retryable: cause.retryable },
       );
+    }
+    this.#blocklistedHolders.set(address, Date.now() + (expireSeconds * 1000) / 2);
+    if (this.#blocklistedHolders.size > blocklistedHoldersMax) {
+      const [oldest] = this.#blocklistedHolders.keys();
+      if (oldest !== undefined) this.#blocklistedHolders.delete(oldest);
     }
     this.#event({
       type: 'blocklisted-holder',
