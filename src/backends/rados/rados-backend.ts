@@ -30,11 +30,12 @@
 // Leases. RADOS locks expire on the OSD's clock; we set our expiry from a time taken before the
 // lock call, so on one host our lease ends no later than the OSD's and nobody can take the lock
 // while we still think we hold it. The epoch is bumped by a compare-and-set write op on the lock
-// object (cmpxattr epoch and holder, setxattr both) when a new holder — another owner, or the
-// same owner in another backend instance — takes the lock; the holder relocking keeps it.
+// object (cmpxattr epoch and holder, setxattr both and the holder's address) when a new holder
+// — another owner, or the same owner in another backend instance — takes the lock; the holder
+// relocking keeps it.
 //
 // Fencing. RADOS cannot make a write to one object conditional on another object, so a fenced
-// write is guarded twice:
+// write is guarded three times:
 //   1. locally: the fence must be this instance's current lease of its name and unexpired
 //      (covers every write issued after the lease was lost, as the shared semantics require);
 //   2. on the OSD, atomically with the write: the data object carries xattr atoll.f.<hash of
@@ -42,9 +43,17 @@
 //      (cmpxattr GTE) and sets it. So once a new holder has written an object, no write of an
 //      older epoch still in flight (a stalled node resuming) can land on it. A missing object
 //      cannot be compared, so it is created exclusively in the same op instead.
-// A stale write in flight to an object the new holder has not written yet can still land;
-// blocklisting the old client (rados_blocklist_add, exposed by the addon) closes that gap and
-// is the caller's policy (see README).
+//   3. on takeover: a holder that never unlocked (its lease expired) is blocklisted first
+//      (rados_blocklist_add of the address it recorded in xattr atoll.addr), so a stale write
+//      still in flight to an object the new holder has not written yet cannot land either.
+//
+// Blocklisted (EBLOCKLISTED = -ESHUTDOWN on any call or the probe): this client is dead for
+// good. Every lease is dropped, a new client (new address, new instance id) replaces it, the
+// old one's RADOS locks are broken and it is shut down once its calls ended:
+//
+//   connected --EBLOCKLISTED--> recovering (calls wait) --connected--> connected (new client)
+//                                           '--connect failed--> connected (old client; the
+//                                              next EBLOCKLISTED tries again)
 import { createHash, randomBytes } from 'node:crypto';
 import { BlocklistedError, StoreError } from '../../core/errors.js';
 import type {
