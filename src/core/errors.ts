@@ -58,6 +58,20 @@ export class FencedError extends StoreError {
   }
 }
 
+/**
+ * This node's client was cut off by the storage cluster (Ceph: the client address is on the OSD
+ * blocklist, -EBLOCKLISTED = -ESHUTDOWN), because another node took over a lease of ours that
+ * had expired. Every lease this node held is lost. PERMISSION, so it is EPERM at the NBD edge
+ * like any other lease loss; never retryable with the same client (the backend reconnects with a
+ * new one, and the volume must be reopened under a new lease).
+ */
+export class BlocklistedError extends StoreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PERMISSION', message, options);
+    this.name = 'BlocklistedError';
+  }
+}
+
 export function isStoreError(err: unknown, code?: ErrorCode): err is StoreError {
   return err instanceof StoreError && (code === undefined || err.code === code);
 }

@@ -42,6 +42,11 @@ export interface OpenOptions {
     readonly pool: string;
     readonly cephId?: string;
     readonly opTimeoutMs?: number;
+    /**
+     * How long a node that let a volume lease expire stays blocklisted when another node takes
+     * the volume over (seconds, 60..2592000, default 3600; 0 = never blocklist).
+     */
+    readonly blocklistExpireSeconds?: number;
   };
   /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
   readonly gcGraceMs?: number;
@@ -202,6 +207,36 @@ async function openBackend(
       ...(rados.cephConf === undefined ? {} : { cephConf: rados.cephConf }),
       ...(rados.cephId === undefined ? {} : { cephId: rados.cephId }),
       timeouts: { connectMs: 30_000, osdOpMs: opTimeoutMs, monOpMs: opTimeoutMs },
+      ...(rados.blocklistExpireSeconds === undefined
+        ? {}
+        : { blocklistExpireSeconds: rados.blocklistExpireSeconds }),
+      onClientEvent: (event) => {
+        switch (event.type) {
+          case 'blocklisted-holder':
+            logger?.warn(
+              { backend: 'rados', ...event },
+              `took over ${event.lease} after its lease expired: blocklisted the ceph client of ` +
+                `${event.owner} for ${event.expireSeconds} s so none of its writes can land`,
+            );
+            break;
+          case 'blocklisted':
+            logger?.error(
+              { backend: 'rados', ...event },
+              'this node was blocklisted by the ceph cluster (another node took over a lease ' +
+                'that expired here): every volume lease is lost; reconnecting with a new client',
+            );
+            break;
+          case 'reconnected':
+            logger?.warn({ backend: 'rados', ...event }, 'ceph client replaced after blocklisting');
+            break;
+          case 'reconnect-failed':
+            logger?.error(
+              { backend: 'rados', ...event },
+              'cannot reconnect after blocklisting; the next call tries again',
+            );
+            break;
+        }
+      },
       onHealthChange: (health) => {
         if (health.reachable) {
           logger?.info({ backend: 'rados' }, 'ceph cluster reachable again');

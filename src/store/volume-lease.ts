@@ -12,7 +12,9 @@
 //
 // A lost lease is final for that Volume object: its writes fail with PERMISSION here (checked
 // against the local clock before each call) and on the backend (the fence: rados compares the
-// lease epoch on the OSD), and `onLost` lets the service forget the volume, so that a later open
+// lease epoch on the OSD, and a node taking over an expired lease blocklists the old holder's
+// client, whose calls then all fail with BlocklistedError, a PERMISSION: every lease of that
+// node is lost at once, each noticed at its next write or renewal), and `onLost` lets the service forget the volume, so that a later open
 // takes a new lease and loads the map the new holder flushed. Waiting in acquire covers a node
 // restarted after kill -9: its old lease (another owner, as owners are unique per process)
 // expires within one ttl and is then taken over with a higher epoch.

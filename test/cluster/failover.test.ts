@@ -11,7 +11,8 @@
 //   socket. Past A's lease, node B opens the volume (taking the lease with a higher epoch and
 //   claiming it in the metadata), writes over A's flushed data and flushes. A resumes (SIGCONT):
 //   the queued write and flush, and every later write, flush and read of A's client fail with
-//   EPERM. B stops cleanly and a third node C reads B's data plus A's flushed writes, and
+//   EPERM (B blocklisted A's client on takeover; A then reconnects with a new client and serves
+//   files again). B stops cleanly and a third node C reads B's data plus A's flushed writes, and
 //   nothing of A's unflushed or late writes.
 // - Failover: fio verifies random writes (fsync after every write, verify state saved) over NBD
 //   on node D and D is killed with SIGKILL mid-job; fio then runs again in verify-only mode with
@@ -336,6 +337,16 @@ if (reason !== undefined && required) {
         ca.child.kill('SIGKILL');
       }
       assert.match(a.output(), /volume lease lost/, 'A noticed that it lost the volume');
+      // B blocklisted A's client when it took the expired lease over; A noticed, replaced its
+      // client, and still serves everything but the lost volume.
+      assert.match(b.output(), /blocklisted the ceph client/, 'B fenced A off on takeover');
+      assert.match(a.output(), /this node was blocklisted/, 'A noticed the blocklisting');
+      for (let i = 0; i < 100 && !/ceph client replaced/.test(a.output()); i++) await sleep(100);
+      assert.match(a.output(), /ceph client replaced/, 'A reconnected');
+      await http(a).expect([201, 202], '/v1/admin/after-fencing', { method: 'PUT' });
+      await http(a).expect(201, '/v1/admin/after-fencing/a.txt', { method: 'PUT', body: 'A\n' });
+      const got = await http(c).expect(200, '/v1/admin/after-fencing/a.txt');
+      assert.equal(Buffer.from(got.body).toString(), 'A\n', 'A serves files again');
 
       // B hands over cleanly; a third node reads B's data plus A's flushed writes only.
       assert.equal(await b.stop(), 0, 'B stops cleanly (flushes and unlocks)');

@@ -6,16 +6,19 @@
 // (two connections to one WAL database), each with its own lease owner, BlockGuard and
 // MapCache. A opens two volumes and writes; B's open waits 3 s and gives up (A renews). Then A stalls: its clock freezes (A believes its lease is fine) and its renewals
 // hang (they never reach the backend). After the lease ran out, B opens both volumes (a higher
-// epoch, claimed in the metadata), writes and flushes. A's late write to a block B wrote is
-// refused by the backend fence, A's late flush by the metadata (FencedError), and a third node C
-// then reads exactly B's data plus A's flushed writes. Runs on the memory backend and on rados
-// (a throwaway memstore cluster, one client per node); without Ceph the rados half skips, and
-// under CI=true or ATOLL_RADOS_REQUIRED=1 it fails instead.
+// epoch, claimed in the metadata), writes and flushes. A's late write to a block nobody wrote
+// since is refused (on rados only because B blocklisted A's client when it took the expired
+// leases over), its late write to a block B wrote by the backend fence, A's late flush by the
+// metadata (FencedError), and a third node C then reads exactly B's data plus A's flushed
+// writes. On rados, A then replaces its blocklisted client and keeps working. Runs on the memory
+// backend and on rados (a throwaway memstore cluster, one client per node); without Ceph the
+// rados half skips, and under CI=true or ATOLL_RADOS_REQUIRED=1 it fails instead.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend, Lease } from '../../src/backends/backend.js';
 import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
+import type { RadosClientEvent } from '../../src/backends/rados/rados-backend.js';
 import { FencedError, isStoreError } from '../../src/core/errors.js';
 import { blockSizeBytes } from '../../src/core/limits.js';
 import { SqliteMetadata } from '../../src/metadata/sqlite/sqlite-metadata.js';
@@ -151,14 +154,17 @@ async function takeover(
   const b = node(backends.b, dbPath, { owner: 'node-b', ...leaseB });
   try {
     await a.atoll.createAccountUnchecked('admin', undefined, true);
-    for (const name of ['v', 'w']) {
+    for (const name of ['v', 'w', 'x']) {
       await a.atoll.createVolumes(admin, { name, sizeBytes: 32 * MiB });
     }
     const av = await a.atoll.openVolume(admin, 'v');
     const aw = await a.atoll.openVolume(admin, 'w');
+    const ax = await a.atoll.openVolume(admin, 'x');
     await av.write(0, block(1)); // A's block 0, later overwritten by B
     await av.write(blockSizeBytes, block(2)); // A's block 1, flushed: B must see it
     await aw.write(0, block(3));
+    await ax.write(0, block(6));
+    await ax.flush();
     await av.flush();
     await aw.flush();
     await av.write(2 * blockSizeBytes, block(4)); // never flushed: B must not see it
@@ -180,12 +186,16 @@ async function takeover(
     // B takes both volumes over with a higher epoch, writes and flushes.
     const bv = await b.atoll.openVolume(admin, 'v');
     const bw = await b.atoll.openVolume(admin, 'w');
+    await b.atoll.openVolume(admin, 'x'); // taken over, never written by B
     await bv.write(0, block(11)); // in place over A's block 0 (the fence records B's epoch)
     await bv.write(3 * blockSizeBytes, block(13));
     await bw.write(2 * blockSizeBytes, block(12));
     await bv.flush();
     await bw.flush();
 
+    // A's late write to a block nobody has written since the takeover: no object carries B's
+    // epoch, so on rados only the blocklisting of A's client (by B, on takeover) refuses it.
+    await refused(ax.write(blockSizeBytes, block(97)), "A's late write to a block B never wrote");
     // A's late block write is refused by the backend fence (A's own clock sees no expiry)...
     const lateWrite = await refused(av.write(0, block(99)), "A's late write");
     assert.match(lateWrite.message, /fenced/);
@@ -211,6 +221,9 @@ async function takeover(
       assertBytesEqual(await readBlock(cw, 0), block(3), "w block 0: A's flushed write");
       assertBytesEqual(await readBlock(cw, 1), zeros, "w block 1: A's refused commit");
       assertBytesEqual(await readBlock(cw, 2), block(12), 'w block 2: B');
+      const cx = await c.atoll.openVolume(admin, 'x');
+      assertBytesEqual(await readBlock(cx, 0), block(6), "x block 0: A's flushed write");
+      assertBytesEqual(await readBlock(cx, 1), zeros, "x block 1: A's late write");
     } finally {
       await c.atoll.close();
       c.metadata.close();
@@ -261,21 +274,39 @@ if (reason !== undefined && required) {
       assert.ok(ceph !== undefined);
       const conf = ceph.conf;
       const { RadosBackend } = await import('../../src/backends/rados/rados-backend.js');
-      const open = (now: () => number = Date.now) =>
+      const events: { node: string; event: RadosClientEvent }[] = [];
+      const open = (node: string, now: () => number = Date.now) =>
         RadosBackend.open({
           cephConf: conf,
           pool: 'leases',
           namespace: `lease-${process.pid}`,
           timeouts: { connectMs: 10_000, osdOpMs: 10_000, monOpMs: 10_000 },
           now,
+          onClientEvent: (event) => events.push({ node, event }),
         });
-      // A's client shares A's frozen clock, so only the OSD-side fence can refuse A's write.
+      // A's client shares A's frozen clock, so only the OSD (the epoch fence, the blocklist)
+      // can refuse A's writes.
       let frozenMs: number | null = null;
-      const [a, b, c] = [await open(() => frozenMs ?? Date.now()), await open(), await open()];
+      const [a, b, c] = [
+        await open('a', () => frozenMs ?? Date.now()),
+        await open('b'),
+        await open('c'),
+      ];
+      const addressA = a.clientAddress;
       try {
         await takeover({ a, b, c }, dir, () => {
           frozenMs = Date.now();
         });
+        // B blocklisted A's client when it took A's expired leases (once: it remembers), and
+        // A replaced its client and keeps working for everything but the lost volumes.
+        const summary = events.map(({ node, event }) => `${node} ${event.type}`);
+        assert.deepEqual(summary, ['b blocklisted-holder', 'a blocklisted', 'a reconnected']);
+        const [first] = events;
+        assert.ok(first?.event.type === 'blocklisted-holder');
+        assert.equal(first.event.address, addressA);
+        assert.notEqual(a.clientAddress, addressA);
+        await a.put('after-recovery', Buffer.from('A is back'));
+        assert.equal(Buffer.from(await c.read('after-recovery', 0, 64)).toString(), 'A is back');
       } finally {
         await Promise.allSettled([a.close(), b.close(), c.close()]);
       }

@@ -19,10 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { isStoreError } from '../../core/errors.js';
+import { BlocklistedError, isStoreError } from '../../core/errors.js';
 import { runBackendConformance } from '../conformance.js';
 import { loadAddon } from './native.js';
-import type { RadosBackendOptions } from './rados-backend.js';
+import type { RadosBackendOptions, RadosClientEvent } from './rados-backend.js';
 import { RadosBackend } from './rados-backend.js';
 
 const run = promisify(execFile);
@@ -95,10 +95,12 @@ if (
     it('keeps leases and epochs across two clients', async () => {
       // Goal: the lock service is RADOS, not this process: a second client (another node) is
       // refused while the lease lives and takes it with a higher epoch after. Method: two
-      // backends on one namespace; A locks for 300 ms, B conflicts, waits, takes over; A can
-      // neither renew nor write with its fence.
+      // backends on one namespace; A locks for 300 ms, B conflicts, waits, takes over
+      // (blocklisting A's client, whose lease expired); A can neither renew nor write with its
+      // fence, and locks again with a new client once B let go. A has no probe, so its renewal
+      // is what notices the blocklisting.
       const namespace = `shared-${process.pid}`;
-      const a = await open({ namespace });
+      const a = await open({ namespace, probeIntervalMs: 0 });
       const b = await open({ namespace });
       try {
         const leaseA = await a.lock('vol', 'node-a', 300);
@@ -108,7 +110,7 @@ if (
         await sleep(Math.max(0, leaseA.expiresAtMs - Date.now()) + 50);
         const leaseB = await b.lock('vol', 'node-b', 5000);
         assert.equal(leaseB.epoch, leaseA.epoch + 1);
-        await assert.rejects(a.renew(leaseA, 1000), (err) => isStoreError(err, 'CONFLICT'));
+        await assert.rejects(a.renew(leaseA, 1000), (err) => err instanceof BlocklistedError);
         await assert.rejects(a.put('data', Buffer.from('A'), { fence: leaseA }), (err) =>
           isStoreError(err, 'PERMISSION'),
         );
@@ -123,14 +125,15 @@ if (
 
     it('refuses on the OSD a stale write to an object the new holder wrote', async () => {
       // Goal: a stalled node whose local clock check passed still cannot overwrite what the new
-      // holder wrote (the per-object epoch xattr, compared in the same RADOS op). Method: A's
-      // clock is frozen, so A keeps believing in its lease; B takes over and writes `data`;
-      // A's fenced write to `data` fails with PERMISSION and B's bytes stay. A's write to an
-      // object B never wrote still lands: the documented gap that blocklisting closes.
+      // holder wrote (the per-object epoch xattr, compared in the same RADOS op), even without
+      // blocklisting. Method: A's clock is frozen, so A keeps believing in its lease; B (which
+      // does not blocklist) takes over and writes `data`; A's fenced write to `data` fails with
+      // PERMISSION and B's bytes stay. A's write to an object B never wrote still lands: the gap
+      // that blocklisting on takeover closes (next test).
       const namespace = `stale-${process.pid}`;
       const frozenMs = Date.now();
       const a = await open({ namespace, now: () => frozenMs });
-      const b = await open({ namespace });
+      const b = await open({ namespace, blocklistExpireSeconds: 0 });
       try {
         const leaseA = await a.lock('vol', 'node-a', 200);
         await a.write('data', 0, Buffer.from('AAAA'), { fence: leaseA });
@@ -145,14 +148,102 @@ if (
         );
         assert.equal(Buffer.from(await b.read('data', 0, 10)).toString(), 'BBAA');
         await a.write('untouched', 0, Buffer.from('A'), { fence: leaseA });
-        // Blocklisting A's client is the hard fence: then nothing of A's lands at all.
-        await b.blocklist(a.clientAddress, 600);
-        await assert.rejects(a.write('untouched', 0, Buffer.from('X')), (err) =>
-          isStoreError(err, 'IO'),
-        );
-        assert.equal(Buffer.from(await b.read('untouched', 0, 10)).toString(), 'A');
+        assert.equal(Buffer.from(await b.read('untouched', 0, 10)).toString(), 'A', 'the gap');
       } finally {
-        await a.close().catch(() => undefined);
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('blocklists an expired holder on takeover; its late writes land nowhere; it reconnects', async () => {
+      // Goal: the hard fence. A node whose lease expired while it stalled has a write that
+      // passed its local check but reaches the OSD only after another node took over; it must
+      // not land even on an object the new holder never wrote, and the stalled node must come
+      // back as a working node (new client) that has lost every lease. Method: A's clock is
+      // frozen and A has no probe (nothing of A notices on its own); A holds `vol` (200 ms) and
+      // `other` (60 s) and wrote `untouched`. After `vol` expired, B takes it: B blocklists A's
+      // client (recorded on the lock object) for 600 s. A's fenced write to `untouched` (which
+      // B never wrote) fails with BlocklistedError, and the bytes stay. A then reconnects: a new
+      // address, `other` is lost too, unfenced calls and new leases work, nothing leaks.
+      const namespace = `blocklist-${process.pid}`;
+      const frozenMs = Date.now();
+      const eventsA: RadosClientEvent[] = [];
+      const eventsB: RadosClientEvent[] = [];
+      const a = await open({
+        namespace,
+        now: () => frozenMs,
+        probeIntervalMs: 0,
+        onClientEvent: (event) => eventsA.push(event),
+      });
+      const b = await open({
+        namespace,
+        blocklistExpireSeconds: 600,
+        onClientEvent: (event) => eventsB.push(event),
+      });
+      const addressA = a.clientAddress;
+      try {
+        const leaseA = await a.lock('vol', 'node-a', 200);
+        const otherA = await a.lock('other', 'node-a', 60_000);
+        await a.write('untouched', 0, Buffer.from('AAAA'), { fence: leaseA });
+        await sleep(300);
+        const leaseB = await b.lock('vol', 'node-b', 5000);
+        assert.equal(leaseB.epoch, leaseA.epoch + 1);
+        // A's late write: its clock says the lease is fine, the object has no newer epoch.
+        await assert.rejects(
+          a.write('untouched', 0, Buffer.from('XX'), { fence: leaseA }),
+          (err) => {
+            assert.ok(err instanceof BlocklistedError, String(err));
+            assert.equal(err.code, 'PERMISSION');
+            assert.equal(err.retryable, false);
+            assert.match(err.message, /fenced: .*blocklisted/);
+            return true;
+          },
+        );
+        assert.equal(Buffer.from(await b.read('untouched', 0, 10)).toString(), 'AAAA');
+        assert.deepEqual(eventsB, [
+          {
+            type: 'blocklisted-holder',
+            lease: 'vol',
+            owner: 'node-a',
+            address: addressA,
+            expireSeconds: 600,
+          },
+        ]);
+        const { stdout } = await ceph('osd', 'blocklist', 'ls');
+        const entity = addressA.replace(/^[a-z0-9]+:/, '');
+        assert.ok(stdout.includes(entity), `${entity} in the blocklist: ${stdout}`);
+
+        assert.equal(eventsA[0]?.type, 'blocklisted');
+        assert.deepEqual(
+          eventsA[0]?.type === 'blocklisted' ? [...eventsA[0].leasesLost].sort() : [],
+          ['other', 'vol'],
+        );
+
+        // A recovers: the next call waits for the new client.
+        assert.equal(Buffer.from(await a.read('untouched', 0, 10)).toString(), 'AAAA');
+        assert.deepEqual(
+          eventsA.map((event) => event.type),
+          ['blocklisted', 'reconnected'],
+        );
+        assert.notEqual(a.clientAddress, addressA);
+        await assert.rejects(a.write('untouched', 0, Buffer.from('YY'), { fence: otherA }), (err) =>
+          isStoreError(err, 'PERMISSION'),
+        );
+        await assert.rejects(a.renew(otherA, 60_000), (err) => isStoreError(err, 'CONFLICT'));
+        await a.put('file', Buffer.from('after'));
+        assert.equal(Buffer.from(await b.read('file', 0, 10)).toString(), 'after');
+        const fresh = await a.lock('fresh', 'node-a', 5000);
+        await a.write('fresh-data', 0, Buffer.from('F'), { fence: fresh });
+        await a.unlock(fresh);
+        // `other` is A's own old lease: relocking it blocklists A's old (dead) client again,
+        // never the new one, and gives a new epoch.
+        const otherAgain = await a.lock('other', 'node-a', 5000);
+        assert.equal(otherAgain.epoch, otherA.epoch + 1);
+        await a.unlock(otherAgain);
+        await b.unlock(leaseB);
+        assert.equal(a.nativeInflight, 0);
+      } finally {
+        await a.close();
         await b.close();
       }
     });

@@ -30,11 +30,12 @@
 // Leases. RADOS locks expire on the OSD's clock; we set our expiry from a time taken before the
 // lock call, so on one host our lease ends no later than the OSD's and nobody can take the lock
 // while we still think we hold it. The epoch is bumped by a compare-and-set write op on the lock
-// object (cmpxattr epoch and holder, setxattr both) when a new holder — another owner, or the
-// same owner in another backend instance — takes the lock; the holder relocking keeps it.
+// object (cmpxattr epoch and holder, setxattr both and the holder's address) when a new holder
+// — another owner, or the same owner in another backend instance — takes the lock; the holder
+// relocking keeps it.
 //
 // Fencing. RADOS cannot make a write to one object conditional on another object, so a fenced
-// write is guarded twice:
+// write is guarded three times:
 //   1. locally: the fence must be this instance's current lease of its name and unexpired
 //      (covers every write issued after the lease was lost, as the shared semantics require);
 //   2. on the OSD, atomically with the write: the data object carries xattr atoll.f.<hash of
@@ -42,11 +43,19 @@
 //      (cmpxattr GTE) and sets it. So once a new holder has written an object, no write of an
 //      older epoch still in flight (a stalled node resuming) can land on it. A missing object
 //      cannot be compared, so it is created exclusively in the same op instead.
-// A stale write in flight to an object the new holder has not written yet can still land;
-// blocklisting the old client (rados_blocklist_add, exposed by the addon) closes that gap and
-// is the caller's policy (see README).
+//   3. on takeover: a holder that never unlocked (its lease expired) is blocklisted first
+//      (rados_blocklist_add of the address it recorded in xattr atoll.addr), so a stale write
+//      still in flight to an object the new holder has not written yet cannot land either.
+//
+// Blocklisted (EBLOCKLISTED = -ESHUTDOWN on any call or the probe): this client is dead for
+// good. Every lease is dropped, a new client (new address, new instance id) replaces it, the
+// old one's RADOS locks are broken and it is shut down once its calls ended:
+//
+//   connected --EBLOCKLISTED--> recovering (calls wait) --connected--> connected (new client)
+//                                           '--connect failed--> connected (old client; the
+//                                              next EBLOCKLISTED tries again)
 import { createHash, randomBytes } from 'node:crypto';
-import { StoreError } from '../../core/errors.js';
+import { BlocklistedError, StoreError } from '../../core/errors.js';
 import type {
   Backend,
   BackendHealth,
@@ -102,6 +111,47 @@ export interface RadosBackendOptions {
   readonly unreachableInflightMax?: number;
   /** Called on every change of `health()` (not for the initial reachable state). */
   readonly onHealthChange?: (health: BackendHealth) => void;
+  /**
+   * When this node takes over a lease whose holder (another client) let it expire, that client
+   * is blocklisted for this long first (`osd blocklist add ADDR SECONDS`), so nothing it still
+   * has in flight can land. 60..2592000 s, default 3600; 0 = never blocklist (leaves the gap the
+   * README describes).
+   */
+  readonly blocklistExpireSeconds?: number;
+  /** Called on blocklisting and reconnecting (see RadosClientEvent); the server logs them. */
+  readonly onClientEvent?: (event: RadosClientEvent) => void;
+}
+
+/** What `onClientEvent` reports. */
+export type RadosClientEvent =
+  /** This node blocklisted the client of a lease holder whose lease expired, then took over. */
+  | {
+      readonly type: 'blocklisted-holder';
+      readonly lease: string;
+      readonly owner: string;
+      readonly address: string;
+      readonly expireSeconds: number;
+    }
+  /** This node's own client was blocklisted: every lease is lost; it reconnects. */
+  | {
+      readonly type: 'blocklisted';
+      readonly address: string;
+      readonly leasesLost: readonly string[];
+      readonly reason: string;
+    }
+  /** A new client replaced the blocklisted one. */
+  | { readonly type: 'reconnected'; readonly oldAddress: string; readonly address: string }
+  /** Reconnecting failed; the next call tries again. */
+  | { readonly type: 'reconnect-failed'; readonly address: string; readonly reason: string };
+
+/** One librados client (cluster handle) and its two ioctxs. */
+interface Connection {
+  readonly cluster: NativeCluster;
+  readonly data: NativeIoctx;
+  readonly locks: NativeIoctx;
+  /** Calls running on it: a retired (blocklisted) connection shuts down once they ended. */
+  inflight: number;
+  idle: (() => void) | undefined;
 }
 
 const errno = {
@@ -126,6 +176,12 @@ const lockName = 'atoll.lease';
 const epochXattr = 'atoll.epoch';
 const holderXattr = 'atoll.holder';
 const expiresXattr = 'atoll.expires';
+/** The holder's client address (rados_getaddrs), so a taker can blocklist it. */
+const addressXattr = 'atoll.addr';
+const blocklistExpireSecondsDefault = 3_600;
+const blocklistExpireSecondsMax = 2_592_000;
+/** Blocklisted holder addresses remembered (oldest forgotten first). */
+const blocklistedHoldersMax = 1_024;
 const lockNamespaceSuffix = 'atoll.locks';
 /** Holder cookies are OWNER@INSTANCE; owners are at most 256 characters. */
 const xattrBytesMax = 512;
@@ -150,12 +206,27 @@ export class RadosBackend implements Backend {
   readonly pool: string;
   readonly namespace: string;
 
-  readonly #cluster: NativeCluster;
-  readonly #data: NativeIoctx;
-  readonly #locks: NativeIoctx;
+  /** The client in use; replaced (and the old one shut down) when it finds itself blocklisted. */
+  #conn: Connection;
+  /** Bumped whenever the client is found blocklisted (a lock in progress then gives up). */
+  #generation = 0;
+  /** The reconnect in progress: calls wait for it (it never rejects). */
+  #recovering: Promise<void> | undefined;
+  /** Shutdowns of retired connections, awaited by close(). */
+  readonly #retiring = new Set<Promise<void>>();
+  /** Addresses of this backend's earlier (blocklisted) clients: never blocklisted again. */
+  readonly #formerAddresses = new Set<string>();
+  /** Holders' addresses this backend blocklisted, until when it need not do so again. */
+  readonly #blocklistedHolders = new Map<string, number>();
+  readonly #options: RadosBackendOptions;
+  readonly #blocklistExpireSeconds: number;
+  readonly #onClientEvent: ((event: RadosClientEvent) => void) | undefined;
   readonly #now: () => number;
-  /** Distinguishes this backend instance's holders from any other process or instance. */
-  readonly #instance = randomBytes(8).toString('hex');
+  /**
+   * Distinguishes this backend instance's holders from any other process or instance; a new one
+   * with every new client, so a lease is never renewed across a blocklisting.
+   */
+  #instance = randomBytes(8).toString('hex');
   /** The leases this instance holds (or held last), by name. */
   readonly #leases = new Map<string, Lease>();
   /** Lock calls on one name run one at a time (their read-modify-write of the xattrs). */
@@ -177,15 +248,11 @@ export class RadosBackend implements Backend {
   #closed = false;
   #closeDone: Promise<void> | undefined;
 
-  private constructor(
-    cluster: NativeCluster,
-    data: NativeIoctx,
-    locks: NativeIoctx,
-    options: RadosBackendOptions,
-  ) {
-    this.#cluster = cluster;
-    this.#data = data;
-    this.#locks = locks;
+  private constructor(conn: Connection, options: RadosBackendOptions) {
+    this.#conn = conn;
+    this.#options = options;
+    this.#blocklistExpireSeconds = options.blocklistExpireSeconds ?? blocklistExpireSecondsDefault;
+    this.#onClientEvent = options.onClientEvent;
     this.pool = options.pool;
     this.namespace = options.namespace ?? '';
     this.#now = options.now ?? Date.now;
@@ -206,45 +273,28 @@ export class RadosBackend implements Backend {
    * not built, NOT_FOUND for a missing pool, PERMISSION for bad credentials, IO otherwise.
    */
   static async open(options: RadosBackendOptions): Promise<RadosBackend> {
-    const addon = loadAddon();
+    loadAddon();
     if (typeof options.pool !== 'string' || options.pool === '') {
       throw new StoreError('INVALID', 'rados backend: pool is required');
     }
-    const namespace = options.namespace ?? '';
     validateHealthOptions(options);
-    const timeouts = options.timeouts ?? {};
-    const conf: Record<string, string> = {
-      ...options.conf,
-      client_mount_timeout: seconds(timeouts.connectMs, 'connectMs'),
-      rados_osd_op_timeout: seconds(timeouts.osdOpMs, 'osdOpMs'),
-      rados_mon_op_timeout: seconds(timeouts.monOpMs, 'monOpMs'),
-    };
-    const clientName = `client.${options.cephId ?? 'admin'}`;
-    let cluster: NativeCluster;
-    try {
-      cluster = new addon.Cluster(clientName, options.cephConf ?? null, conf);
-    } catch (err) {
-      throw mapRadosError(err, `rados: configure ${clientName} from ${options.cephConf}`);
+    const expire = options.blocklistExpireSeconds;
+    if (
+      expire !== undefined &&
+      expire !== 0 &&
+      !(Number.isSafeInteger(expire) && expire >= 60 && expire <= blocklistExpireSecondsMax)
+    ) {
+      throw new StoreError(
+        'INVALID',
+        `rados blocklistExpireSeconds must be 0 or 60 to ${blocklistExpireSecondsMax}`,
+      );
     }
-    const opened: NativeIoctx[] = [];
-    try {
-      await cluster.connect();
-      const lockNamespace =
-        namespace === '' ? lockNamespaceSuffix : `${namespace}.${lockNamespaceSuffix}`;
-      opened.push(await cluster.openIoctx(options.pool, namespace));
-      opened.push(await cluster.openIoctx(options.pool, lockNamespace));
-      const [data, locks] = opened as [NativeIoctx, NativeIoctx];
-      return new RadosBackend(cluster, data, locks, options);
-    } catch (err) {
-      for (const ioctx of opened) ioctx.close();
-      await cluster.shutdown().catch(() => undefined);
-      throw mapRadosError(err, `rados: connect as ${clientName} to pool ${options.pool}`);
-    }
+    return new RadosBackend(await connect(options), options);
   }
 
   /** This client's RADOS address, e.g. to blocklist it from another node. */
   get clientAddress(): string {
-    return this.#cluster.addrs();
+    return this.#conn.cluster.addrs();
   }
 
   /** Whether the cluster answers, as the last call or probe saw it. */
@@ -254,7 +304,7 @@ export class RadosBackend implements Backend {
 
   /** aio operations in flight in the addon (for leak tests). */
   get nativeInflight(): number {
-    return this.#cluster.inflight();
+    return this.#conn.cluster.inflight();
   }
 
   /**
@@ -264,7 +314,7 @@ export class RadosBackend implements Backend {
   async blocklist(address: string, seconds: number): Promise<void> {
     await this.#run(
       `blocklist ${address}`,
-      () => this.#cluster.blocklistAdd(address, seconds),
+      () => this.#conn.cluster.blocklistAdd(address, seconds),
       // A monitor call: it says nothing about the OSDs.
       { answers: false },
     );
@@ -293,10 +343,10 @@ export class RadosBackend implements Backend {
     return this.#run(`read ${name}`, async () => {
       if (lengthBytes === 0) {
         // A RADOS read of length 0 means "to the end"; only existence matters here.
-        await this.#data.stat(name);
+        await this.#conn.data.stat(name);
         return 0;
       }
-      return this.#data.read(name, target, targetOffset, lengthBytes, offsetBytes);
+      return this.#conn.data.read(name, target, targetOffset, lengthBytes, offsetBytes);
     });
   }
 
@@ -310,7 +360,7 @@ export class RadosBackend implements Backend {
     validateRange(offsetBytes, data.length);
     const { fence, truncate } = options;
     if (fence === undefined && truncate !== true && data.length > 0) {
-      await this.#run(`write ${name}`, () => this.#data.write(name, data, offsetBytes));
+      await this.#run(`write ${name}`, () => this.#conn.data.write(name, data, offsetBytes));
       return;
     }
     const steps: WriteStep[] = [];
@@ -329,7 +379,7 @@ export class RadosBackend implements Backend {
     validateObjectName(name);
     // RADOS acknowledges a write once it is on stable storage: every put is durable.
     if (options.fence === undefined) {
-      await this.#run(`put ${name}`, () => this.#data.writeFull(name, data));
+      await this.#run(`put ${name}`, () => this.#conn.data.writeFull(name, data));
       return;
     }
     await this.#operate(name, [['writeFull', data]], options.fence, `put ${name}`);
@@ -342,7 +392,7 @@ export class RadosBackend implements Backend {
     // (write_full is atomic for readers).
     const data = await this.#run(`copy ${source}`, () => this.#readWhole(source));
     if (options.fence === undefined) {
-      await this.#run(`copy to ${target}`, () => this.#data.writeFull(target, data));
+      await this.#run(`copy to ${target}`, () => this.#conn.data.writeFull(target, data));
     } else {
       await this.#operate(target, [['writeFull', data]], options.fence, `copy to ${target}`);
     }
@@ -352,7 +402,7 @@ export class RadosBackend implements Backend {
     validateObjectName(name);
     try {
       if (options.fence === undefined) {
-        await this.#run(`delete ${name}`, () => this.#data.remove(name));
+        await this.#run(`delete ${name}`, () => this.#conn.data.remove(name));
       } else {
         await this.#operate(name, [['remove']], options.fence, `delete ${name}`);
       }
@@ -365,7 +415,7 @@ export class RadosBackend implements Backend {
     validateObjectName(name);
     try {
       const [sizeBytes, mtimeSeconds] = await this.#run(`stat ${name}`, () =>
-        this.#data.stat(name),
+        this.#conn.data.stat(name),
       );
       return { name, sizeBytes, mtimeMs: mtimeSeconds * 1000 };
     } catch (err) {
@@ -379,16 +429,18 @@ export class RadosBackend implements Backend {
     // Pages of names from the libuv pool, filtered here (RADOS lists in hash order and has no
     // prefix filter), then stats in parallel; callbacks run between pages.
     await this.#run(`list ${prefix}`, async () => {
-      const listing = await this.#data.listOpen();
+      // One ioctx for the whole listing, even if the client is replaced meanwhile.
+      const data = this.#conn.data;
+      const listing = await data.listOpen();
       try {
         for (;;) {
-          const names = await this.#data.listNext(listing, listPageMax);
+          const names = await data.listNext(listing, listPageMax);
           const matching = names.filter(
             (name) => name.startsWith(prefix) && objectNamePattern.test(name),
           );
           const infos = await mapLimit(matching, listStatConcurrency, async (name) => {
             try {
-              const [sizeBytes, mtimeSeconds] = await this.#data.stat(name);
+              const [sizeBytes, mtimeSeconds] = await data.stat(name);
               return { name, sizeBytes, mtimeMs: mtimeSeconds * 1000 };
             } catch (err) {
               // Deleted between the listing and the stat.
@@ -400,7 +452,7 @@ export class RadosBackend implements Backend {
           if (names.length < listPageMax) return;
         }
       } finally {
-        this.#data.listClose(listing);
+        data.listClose(listing);
       }
     });
   }
@@ -409,7 +461,7 @@ export class RadosBackend implements Backend {
     // Every write resolves only once RADOS has it on stable storage; rados_aio_flush_async
     // additionally waits for writes still in flight, which is what callers expect of a flush.
     // With no write in flight it completes in librados alone: no evidence the OSDs answer.
-    await this.#run('flush', () => this.#data.flush(), { answers: false });
+    await this.#run('flush', () => this.#conn.data.flush(), { answers: false });
   }
 
   async lock(name: string, owner: string, ttlMs: number): Promise<Lease> {
@@ -417,11 +469,12 @@ export class RadosBackend implements Backend {
     validateOwner(owner);
     validateTtl(ttlMs);
     return this.#serialized(name, async () => {
+      const generation = this.#generation;
       const cookie = this.#cookie(owner);
       const startMs = this.#now();
       try {
         await this.#run(`lock ${name}`, () =>
-          this.#locks.lockExclusive(
+          this.#conn.locks.lockExclusive(
             name,
             lockName,
             cookie,
@@ -434,23 +487,28 @@ export class RadosBackend implements Backend {
         if (!(err instanceof StoreError && err.code === 'CONFLICT')) throw err;
         throw await this.#heldError(name, err);
       }
-      const [storedEpoch, holder] = await Promise.all([
+      const [storedEpoch, holder, holderAddress] = await Promise.all([
         this.#getLockXattr(name, epochXattr),
         this.#getLockXattr(name, holderXattr),
+        this.#getLockXattr(name, addressXattr),
       ]);
       const lastEpoch = parseEpoch(name, storedEpoch);
       let epoch = lastEpoch;
       if (holder !== cookie) {
+        // We have the RADOS lock, yet the holder xattr names someone who never unlocked: its
+        // lease expired. Cut its client off before anything of ours can depend on the lease.
+        if (holder !== '') await this.#blocklistHolder(name, holder, holderAddress, cookie);
         // A new holder: the compare-and-set fails if anyone bumped the epoch meanwhile.
         epoch = lastEpoch + 1;
         try {
           await this.#run(`lock ${name}`, () =>
-            this.#locks.operate(name, [
+            this.#conn.locks.operate(name, [
               ['cmpxattr', epochXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(storedEpoch)],
               ['cmpxattr', holderXattr, LIBRADOS_CMPXATTR_OP_EQ, Buffer.from(holder)],
               ['setxattr', epochXattr, Buffer.from(formatEpoch(epoch))],
               ['setxattr', holderXattr, Buffer.from(cookie)],
               ['setxattr', expiresXattr, Buffer.from(String(startMs + ttlMs))],
+              ['setxattr', addressXattr, Buffer.from(this.clientAddress)],
             ]),
           );
         } catch (err) {
@@ -458,9 +516,59 @@ export class RadosBackend implements Backend {
           throw new StoreError('CONFLICT', `lock ${name}: taken by another holder meanwhile`);
         }
       }
+      if (generation !== this.#generation) {
+        // Our client was blocklisted meanwhile: whatever this took belongs to a dead client.
+        throw new StoreError('CONFLICT', `lock ${name}: this node's client was replaced; retry`, {
+          retryable: true,
+        });
+      }
       const lease: Lease = { name, owner, epoch, expiresAtMs: startMs + ttlMs };
       this.#leases.set(name, lease);
       return lease;
+    });
+  }
+
+  /**
+   * Blocklists the client of `holder`, whose lease on `name` expired (we hold the RADOS lock),
+   * unless it is our own client or blocklisting is off. If that fails, the lock is given back
+   * and the takeover fails: taking it without the fence would let the old holder's writes in
+   * flight land (PERMISSION when the cephx user may not blocklist).
+   */
+  async #blocklistHolder(name: string, holder: string, address: string, cookie: string) {
+    const expireSeconds = this.#blocklistExpireSeconds;
+    // No address: a holder from before addresses were recorded. Our own: another owner here,
+    // or one of our blocklisted clients.
+    if (expireSeconds === 0 || address === '' || address === this.clientAddress) return;
+    if (this.#formerAddresses.has(address)) return;
+    // Taking several volumes of one dead node blocklists it once (until half its entry is over).
+    const listedUntilMs = this.#blocklistedHolders.get(address);
+    if (listedUntilMs !== undefined && listedUntilMs > Date.now()) return;
+    try {
+      await this.blocklist(address, expireSeconds);
+    } catch (err) {
+      await this.#run(`lock ${name}`, () => this.#conn.locks.unlock(name, lockName, cookie)).catch(
+        () => undefined,
+      );
+      const cause = mapRadosError(err, `blocklist ${address}`);
+      throw new StoreError(
+        cause.code,
+        `lock ${name}: the lease of ${ownerOf(holder)} expired, but its ceph client ${address} ` +
+          `could not be blocklisted, so the lease is not taken over (the cephx user needs ` +
+          `mon 'allow command "osd blocklist"' or 'profile rbd'): ${cause.message}`,
+        { cause: err, retryable: cause.retryable },
+      );
+    }
+    this.#blocklistedHolders.set(address, Date.now() + (expireSeconds * 1000) / 2);
+    if (this.#blocklistedHolders.size > blocklistedHoldersMax) {
+      const [oldest] = this.#blocklistedHolders.keys();
+      if (oldest !== undefined) this.#blocklistedHolders.delete(oldest);
+    }
+    this.#event({
+      type: 'blocklisted-holder',
+      lease: name,
+      owner: ownerOf(holder),
+      address,
+      expireSeconds,
     });
   }
 
@@ -491,7 +599,7 @@ export class RadosBackend implements Backend {
       const cookie = this.#cookie(lease.owner);
       const startMs = this.#now();
       await this.#run(`renew ${name}`, () =>
-        this.#locks.lockExclusive(
+        this.#conn.locks.lockExclusive(
           name,
           lockName,
           cookie,
@@ -503,7 +611,7 @@ export class RadosBackend implements Backend {
       try {
         // The lock may have expired, passed through another holder and come back free.
         await this.#run(`renew ${name}`, () =>
-          this.#locks.operate(name, [
+          this.#conn.locks.operate(name, [
             [
               'cmpxattr',
               epochXattr,
@@ -517,7 +625,7 @@ export class RadosBackend implements Backend {
         );
       } catch (err) {
         this.#leases.delete(name);
-        await this.#locks.unlock(name, lockName, cookie).catch(() => undefined);
+        await this.#conn.locks.unlock(name, lockName, cookie).catch(() => undefined);
         throw err instanceof StoreError && err.code === 'PERMISSION'
           ? new StoreError('CONFLICT', `lease on ${name} epoch ${lease.epoch} was lost`)
           : err;
@@ -538,7 +646,7 @@ export class RadosBackend implements Backend {
       const cookie = this.#cookie(lease.owner);
       try {
         await this.#run(`unlock ${name}`, () =>
-          this.#locks.operate(name, [
+          this.#conn.locks.operate(name, [
             [
               'cmpxattr',
               epochXattr,
@@ -555,7 +663,7 @@ export class RadosBackend implements Backend {
         return;
       }
       try {
-        await this.#run(`unlock ${name}`, () => this.#locks.unlock(name, lockName, cookie));
+        await this.#run(`unlock ${name}`, () => this.#conn.locks.unlock(name, lockName, cookie));
       } catch (err) {
         // NOT_FOUND: the RADOS lock had already expired.
         if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
@@ -572,6 +680,8 @@ export class RadosBackend implements Backend {
   }
 
   async #closeAll(): Promise<void> {
+    // A reconnect in progress ends (within connectMs) with #conn set to the client to close.
+    await this.#recovering;
     // The addon refuses to shut down with an op in flight; a probe ends within osdOpMs.
     await this.#probe;
     if (this.#inflight > 0) {
@@ -580,12 +690,9 @@ export class RadosBackend implements Backend {
       });
     }
     try {
-      await this.#data.flush();
-      await this.#locks.flush();
+      await disconnect(this.#conn);
     } finally {
-      this.#data.close();
-      this.#locks.close();
-      await this.#cluster.shutdown();
+      await Promise.all(this.#retiring);
     }
   }
 
@@ -602,6 +709,11 @@ export class RadosBackend implements Backend {
     { answers = true }: { answers?: boolean } = {},
   ): Promise<T> {
     if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+    if (this.#recovering !== undefined) {
+      // The client was blocklisted: wait for its replacement, then use that.
+      await this.#recovering;
+      if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+    }
     if (!this.#health.reachable && this.#inflight >= this.#unreachableInflightMax) {
       throw new StoreError(
         'UNAVAILABLE',
@@ -610,7 +722,9 @@ export class RadosBackend implements Backend {
         { retryable: true },
       );
     }
+    const conn = this.#conn;
     this.#inflight++;
+    conn.inflight++;
     try {
       const result = await call();
       if (answers) this.#answered();
@@ -619,9 +733,84 @@ export class RadosBackend implements Backend {
       const mapped = mapRadosError(err, what, this.#osdOpMs);
       if (mapped.code === 'UNAVAILABLE') this.#unanswered(mapped.message);
       else if (answers && isNativeError(err)) this.#answered();
+      if (mapped instanceof BlocklistedError) this.#blocklisted(conn, mapped);
       throw mapped;
     } finally {
+      if (--conn.inflight === 0) conn.idle?.();
       if (--this.#inflight === 0 && this.#drained !== undefined) this.#drained();
+    }
+  }
+
+  /**
+   * `conn` was blocklisted (another node took over a lease of ours that had expired): every
+   * lease is lost, and a new client replaces it (once; calls wait for it). The old client is
+   * shut down once its calls ended, all of which fail with EBLOCKLISTED.
+   */
+  #blocklisted(conn: Connection, err: StoreError): void {
+    if (conn !== this.#conn || this.#recovering !== undefined || this.#closed) return;
+    this.#generation++;
+    const leasesLost = [...this.#leases.keys()];
+    // The dead client's RADOS locks, broken once a new client runs (see #reconnect).
+    const entity = `client.${conn.cluster.instanceId()}`;
+    const locks = [...this.#leases.values()].map((lease) => ({
+      name: lease.name,
+      cookie: this.#cookie(lease.owner),
+    }));
+    this.#leases.clear();
+    this.#instance = randomBytes(8).toString('hex');
+    const address = conn.cluster.addrs();
+    this.#formerAddresses.add(address);
+    this.#event({ type: 'blocklisted', address, leasesLost, reason: err.message });
+    this.#recovering = this.#reconnect(conn, address, entity, locks).finally(() => {
+      this.#recovering = undefined;
+    });
+  }
+
+  /**
+   * Replaces the blocklisted client `old`. Its RADOS locks are broken with the new client (they
+   * would otherwise stay until they expire): the dead client can do nothing any more, and only
+   * its own lockers are removed, never another node's.
+   */
+  async #reconnect(
+    old: Connection,
+    oldAddress: string,
+    entity: string,
+    locks: readonly { name: string; cookie: string }[],
+  ): Promise<void> {
+    let fresh: Connection;
+    try {
+      fresh = await connect(this.#options);
+    } catch (err) {
+      // The old client stays: its next call fails again and tries again.
+      const reason = err instanceof Error ? err.message : String(err);
+      this.#event({ type: 'reconnect-failed', address: oldAddress, reason });
+      return;
+    }
+    this.#conn = fresh;
+    await Promise.all(
+      locks.map(({ name, cookie }) =>
+        fresh.locks.breakLock(name, lockName, entity, cookie).catch(() => undefined),
+      ),
+    );
+    this.#event({ type: 'reconnected', oldAddress, address: fresh.cluster.addrs() });
+    const retired = (async () => {
+      if (old.inflight > 0) {
+        await new Promise<void>((resolve) => {
+          old.idle = resolve;
+        });
+      }
+      await this.#probe;
+      await disconnect(old).catch(() => undefined);
+    })();
+    this.#retiring.add(retired);
+    void retired.finally(() => this.#retiring.delete(retired));
+  }
+
+  #event(event: RadosClientEvent): void {
+    try {
+      this.#onClientEvent?.(event);
+    } catch {
+      // A reporting hook must not break the data path.
     }
   }
 
@@ -648,12 +837,13 @@ export class RadosBackend implements Backend {
 
   /** One probe at a time: a stat that must answer (ENOENT counts) within probeTimeoutMs. */
   #startProbe(): void {
-    if (this.#probe !== undefined || this.#closed) return;
+    if (this.#probe !== undefined || this.#closed || this.#recovering !== undefined) return;
+    const conn = this.#conn;
     const deadline = setTimeout(() => {
       this.#unanswered(`no answer from the OSDs to a probe within ${this.#probeTimeoutMs} ms`);
     }, this.#probeTimeoutMs);
     deadline.unref();
-    this.#probe = this.#data
+    this.#probe = conn.data
       .stat(probeObject)
       .then(
         () => this.#answered(),
@@ -662,6 +852,9 @@ export class RadosBackend implements Backend {
             this.#unanswered(mapRadosError(err, 'probe', this.#osdOpMs).message);
           } else if (isNativeError(err)) {
             this.#answered();
+            // So an idle node notices too that it was blocklisted.
+            const mapped = mapRadosError(err, 'probe', this.#osdOpMs);
+            if (mapped instanceof BlocklistedError) this.#blocklisted(conn, mapped);
           }
         },
       )
@@ -679,7 +872,7 @@ export class RadosBackend implements Backend {
     what: string,
   ): Promise<void> {
     if (fence === undefined) {
-      await this.#run(what, () => this.#data.operate(name, steps));
+      await this.#run(what, () => this.#conn.data.operate(name, steps));
       return;
     }
     const isRemove = steps.some((step) => step[0] === 'remove');
@@ -694,7 +887,9 @@ export class RadosBackend implements Backend {
       if (!createFirst) {
         this.#checkFence(fence);
         try {
-          await this.#run(what, () => this.#data.operate(name, [...guard, ...stamp, ...steps]));
+          await this.#run(what, () =>
+            this.#conn.data.operate(name, [...guard, ...stamp, ...steps]),
+          );
           return;
         } catch (err) {
           if (!(err instanceof StoreError && err.code === 'NOT_FOUND')) throw err;
@@ -706,7 +901,7 @@ export class RadosBackend implements Backend {
       this.#checkFence(fence);
       try {
         await this.#run(what, () =>
-          this.#data.operate(name, [['create', true], ...stamp, ...steps]),
+          this.#conn.data.operate(name, [['create', true], ...stamp, ...steps]),
         );
         return;
       } catch (err) {
@@ -750,9 +945,7 @@ export class RadosBackend implements Backend {
       this.#getLockXattr(name, holderXattr).catch(() => ''),
       this.#getLockXattr(name, expiresXattr).catch(() => ''),
     ]);
-    // The cookie is OWNER@INSTANCE; the instance part is ours, not the caller's business.
-    const at = holder.lastIndexOf('@');
-    const owner = holder === '' ? undefined : at < 0 ? holder : holder.slice(0, at);
+    const owner = holder === '' ? undefined : ownerOf(holder);
     const expiresAtMs = /^[0-9]{1,16}$/.test(expires) ? Number(expires) : undefined;
     const until = expiresAtMs === undefined ? '' : ` until ${new Date(expiresAtMs).toISOString()}`;
     return new StoreError(
@@ -768,7 +961,7 @@ export class RadosBackend implements Backend {
   async #getLockXattr(name: string, xattr: string): Promise<string> {
     try {
       const value = await this.#run(`lock ${name}`, () =>
-        this.#locks.getxattr(name, xattr, xattrBytesMax),
+        this.#conn.locks.getxattr(name, xattr, xattrBytesMax),
       );
       return value.toString('latin1');
     } catch (err) {
@@ -799,15 +992,71 @@ export class RadosBackend implements Backend {
   }
 
   async #readWhole(name: string): Promise<Buffer> {
+    const data = this.#conn.data;
     for (let round = 0; round < copyRoundsMax; round++) {
-      const [sizeBytes] = await this.#data.stat(name);
+      const [sizeBytes] = await data.stat(name);
       // One byte more than the size tells us whether the object grew in between.
       const buffer = Buffer.allocUnsafe(sizeBytes + 1);
-      const doneBytes = await this.#data.read(name, buffer, 0, sizeBytes + 1, 0);
+      const doneBytes = await data.read(name, buffer, 0, sizeBytes + 1, 0);
       if (doneBytes <= sizeBytes) return buffer.subarray(0, doneBytes);
     }
     throw new StoreError('IO', `copy ${name}: the source keeps growing`, { retryable: true });
   }
+}
+
+/**
+ * A new librados client: connects (bounded by timeouts.connectMs) and opens the pool's two
+ * namespaces. NOT_FOUND for a missing pool, PERMISSION for bad credentials, IO otherwise.
+ */
+async function connect(options: RadosBackendOptions): Promise<Connection> {
+  const addon = loadAddon();
+  const namespace = options.namespace ?? '';
+  const timeouts = options.timeouts ?? {};
+  const conf: Record<string, string> = {
+    ...options.conf,
+    client_mount_timeout: seconds(timeouts.connectMs, 'connectMs'),
+    rados_osd_op_timeout: seconds(timeouts.osdOpMs, 'osdOpMs'),
+    rados_mon_op_timeout: seconds(timeouts.monOpMs, 'monOpMs'),
+  };
+  const clientName = `client.${options.cephId ?? 'admin'}`;
+  let cluster: NativeCluster;
+  try {
+    cluster = new addon.Cluster(clientName, options.cephConf ?? null, conf);
+  } catch (err) {
+    throw mapRadosError(err, `rados: configure ${clientName} from ${options.cephConf}`);
+  }
+  const opened: NativeIoctx[] = [];
+  try {
+    await cluster.connect();
+    const lockNamespace =
+      namespace === '' ? lockNamespaceSuffix : `${namespace}.${lockNamespaceSuffix}`;
+    opened.push(await cluster.openIoctx(options.pool, namespace));
+    opened.push(await cluster.openIoctx(options.pool, lockNamespace));
+    const [data, locks] = opened as [NativeIoctx, NativeIoctx];
+    return { cluster, data, locks, inflight: 0, idle: undefined };
+  } catch (err) {
+    for (const ioctx of opened) ioctx.close();
+    await cluster.shutdown().catch(() => undefined);
+    throw mapRadosError(err, `rados: connect as ${clientName} to pool ${options.pool}`);
+  }
+}
+
+/** Flushes and closes both ioctxs, then shuts the client down (no call may be running on it). */
+async function disconnect(conn: Connection): Promise<void> {
+  try {
+    await conn.data.flush();
+    await conn.locks.flush();
+  } finally {
+    conn.data.close();
+    conn.locks.close();
+    await conn.cluster.shutdown();
+  }
+}
+
+/** The cookie is OWNER@INSTANCE; the instance part is ours, not the caller's business. */
+function ownerOf(cookie: string): string {
+  const at = cookie.lastIndexOf('@');
+  return at < 0 ? cookie : cookie.slice(0, at);
 }
 
 function sameLease(current: Lease | undefined, lease: Lease): current is Lease {
@@ -937,9 +1186,12 @@ export function mapRadosError(err: unknown, what: string, timeoutMs?: number): S
     case errno.EINTR:
       return new StoreError('IO', message, { cause: err, retryable: true });
     case errno.ESHUTDOWN:
-      return new StoreError('IO', `${message} (this client was blocklisted: reconnect)`, {
-        cause: err,
-      });
+      // EBLOCKLISTED: another node took over a lease of ours that had expired.
+      return new BlocklistedError(
+        `fenced: ${message}: this node's ceph client was blocklisted (another node took over ` +
+          'a lease of ours after it expired); its leases are lost, it reconnects with a new client',
+        { cause: err },
+      );
     default:
       return new StoreError('IO', message, { cause: err });
   }

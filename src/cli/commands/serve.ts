@@ -89,6 +89,7 @@ interface ServeOptions {
   readonly pool?: string;
   readonly cephId?: string;
   readonly cephTimeoutMs?: string;
+  readonly cephBlocklistS?: string;
   readonly nbdAllowRemote?: boolean;
   readonly gcGraceMs?: string;
   readonly commitIntervalMs?: string;
@@ -113,6 +114,11 @@ export function registerServe(program: Command): void {
       '--ceph-timeout-ms <MS>',
       'rados: how long one RADOS call waits for an unreachable cluster before it fails ' +
         '(1000..600000, default 30000)',
+    )
+    .option(
+      '--ceph-blocklist-s <SECONDS>',
+      'rados: how long a node that let a volume lease expire stays blocklisted when another ' +
+        'node takes the volume over (60..2592000, default 3600; 0 = never)',
     )
     .option(
       '--nbd-psk <FILE>',
@@ -173,6 +179,20 @@ async function serve(options: ServeOptions): Promise<void> {
     }
     if (backend !== 'rados') throw new UsageError('--ceph-timeout-ms needs --backend rados');
   }
+  let blocklistExpireSeconds: number | undefined;
+  if (options.cephBlocklistS !== undefined) {
+    blocklistExpireSeconds = Number(options.cephBlocklistS);
+    const valid =
+      /^\d{1,7}$/.test(options.cephBlocklistS) &&
+      (blocklistExpireSeconds === 0 ||
+        (blocklistExpireSeconds >= 60 && blocklistExpireSeconds <= 2_592_000));
+    if (!valid) {
+      throw new UsageError(
+        `invalid --ceph-blocklist-s '${options.cephBlocklistS}': 0 or 60..2592000`,
+      );
+    }
+    if (backend !== 'rados') throw new UsageError('--ceph-blocklist-s needs --backend rados');
+  }
   const rados =
     options.pool === undefined
       ? {}
@@ -182,6 +202,7 @@ async function serve(options: ServeOptions): Promise<void> {
             ...(options.cephConf === undefined ? {} : { cephConf: options.cephConf }),
             ...(options.cephId === undefined ? {} : { cephId: options.cephId }),
             ...(opTimeoutMs === undefined ? {} : { opTimeoutMs }),
+            ...(blocklistExpireSeconds === undefined ? {} : { blocklistExpireSeconds }),
           },
         };
   let gcGraceMs: number | undefined;
