@@ -85,19 +85,23 @@ export async function storeBlocks(ctx: VolumeContext, body: Uint8Array): Promise
   if (body.length > blockUploadBytesMax) {
     throw new StoreError('NO_SPACE', `at most ${blockUploadBytesMax} bytes of blocks per request`);
   }
-  const hashes: string[] = [];
+  // The blocks are hashed (thread pool) and written side by side, not one after another.
+  const jobs: Promise<string>[] = [];
   for (let at = 0; at < body.length; at += blockSizeBytes) {
-    const stored = await storeBlock(
-      ctx.backend,
-      ctx.guard,
-      body.subarray(at, Math.min(body.length, at + blockSizeBytes)),
+    const data = body.subarray(at, Math.min(body.length, at + blockSizeBytes));
+    jobs.push(
+      storeBlock(ctx.backend, ctx.guard, data).then((stored) => {
+        // Nothing refers to the block yet: GC's grace period protects it until the hashmap PUT.
+        if (stored.held) ctx.guard.done(stored.hash);
+        return stored.hash;
+      }),
     );
-    // Nothing refers to the block yet: GC's grace period protects it until the hashmap PUT.
-    if (stored.held) ctx.guard.done(stored.hash);
-    hashes.push(stored.hash);
   }
+  const results = await Promise.allSettled(jobs);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
   await ctx.backend.flush();
-  return hashes;
+  return results.map((r) => (r as PromiseFulfilledResult<string>).value);
 }
 
 export function hashmapTopHash(hashes: readonly string[]): string {

@@ -4,11 +4,16 @@
 // so the server need not read the blocks back). The file is read one block at a time into a
 // buffer taken from the shared block semaphore, so hashing never holds a whole file. Block
 // digests run on libuv's thread pool (blockHashAsync); MD5 must see bytes in order and runs here.
+// Small files (≤ smallFileBytesMax) are read and hashed with synchronous calls: a page-cached
+// 64 KiB read takes microseconds, while the five thread-pool round trips of the async calls
+// (open, fstat, read, fstat, close) dominated hashing and batching 10,000 small files.
 import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { blockHashAsync, topHash } from '../core/hash.js';
+import { blockHash, blockHashAsync, topHash } from '../core/hash.js';
 import { blockSizeBytes } from '../core/limits.js';
 import type { Semaphore } from './limiter.js';
+import { smallFileBytesMax } from './transfer-context.js';
 import type { FileHash, LocalStat } from './types.js';
 
 export class FileChangedError extends Error {
@@ -24,6 +29,7 @@ export async function hashFile(
   expected: LocalStat,
   blocks: Semaphore,
 ): Promise<FileHash> {
+  if (expected.sizeBytes <= smallFileBytesMax) return hashSmallFile(absPath, expected);
   const handle = await open(absPath, 'r');
   try {
     const before = await handle.stat();
@@ -55,6 +61,42 @@ export async function hashFile(
     };
   } finally {
     await handle.close();
+  }
+}
+
+function hashSmallFile(absPath: string, expected: LocalStat): FileHash {
+  const { data, md5 } = readSmallFile(absPath, expected.sizeBytes, expected);
+  const hashes = data.length === 0 ? [] : [blockHash(data)];
+  return { sizeBytes: data.length, hashes, topHash: topHash(hashes), md5 };
+}
+
+/**
+ * A small file's `sizeBytes` bytes and their MD5, read synchronously; FileChangedError if it is
+ * shorter, or (given `expected`) unless its size, mtime and inode match before and after.
+ */
+export function readSmallFile(
+  absPath: string,
+  sizeBytes: number,
+  expected?: LocalStat,
+): { data: Buffer; md5: string } {
+  const fd = openSync(absPath, 'r');
+  try {
+    if (expected !== undefined && !sameStatOf(fstatSync(fd), expected)) {
+      throw new FileChangedError(absPath);
+    }
+    const data = Buffer.allocUnsafe(sizeBytes);
+    let filled = 0;
+    while (filled < data.length) {
+      const n = readSync(fd, data, filled, data.length - filled, filled);
+      if (n === 0) throw new FileChangedError(absPath);
+      filled += n;
+    }
+    if (expected !== undefined && !sameStatOf(fstatSync(fd), expected)) {
+      throw new FileChangedError(absPath);
+    }
+    return { data, md5: createHash('md5').update(data).digest('hex') };
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -9,18 +9,18 @@
 //   PUT ?hashmap again --201--> done   (409 again: blocks vanished meanwhile; retried, bounded)
 //
 // Resuming is free: blocks POSTed before an interruption are on the server, so the next attempt's
-// 409 no longer lists them. Every block read for upload is hashed again and must match the
-// hashmap: a file edited since it was hashed fails with FileChangedError and is retried by the
-// next pass, so the server never gets a hashmap that disagrees with its blocks. Files up to
+// 409 no longer lists them. Every block sent must come back with the hash the hashmap names (the
+// server answers the hash of what it stored): a file edited since it was hashed fails with
+// FileChangedError and is retried by the next pass, so the server never gets a hashmap that
+// disagrees with its blocks (a block stored under another hash is garbage, collected later). Files up to
 // smallFileBytesMax go as one plain PUT (one round trip instead of three).
 
-import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RemoteError } from '../cli/errors.js';
 import { blockHashAsync } from '../core/hash.js';
 import { blockSizeBytes } from '../core/limits.js';
-import { FileChangedError, readFully } from './file-hash.js';
+import { FileChangedError, readFully, readSmallFile } from './file-hash.js';
 import { runPool } from './limiter.js';
 import { requestBlocksMax, smallFileBytesMax, type TransferContext } from './transfer-context.js';
 import type { LocalFile, RemoteObject } from './types.js';
@@ -70,14 +70,8 @@ async function uploadSmall(ctx: TransferContext, path: string, file: LocalFile) 
 /** A small file's bytes, which must still be what was hashed (FileChangedError if not). */
 export async function readSmall(ctx: TransferContext, path: string, file: LocalFile) {
   const absPath = join(ctx.root, path);
-  const handle = await open(absPath, 'r');
-  let data: Buffer;
-  try {
-    data = await readFully(handle, Buffer.allocUnsafe(file.sizeBytes), 0);
-  } finally {
-    await handle.close();
-  }
-  const md5 = createHash('md5').update(data).digest('hex');
+  // Synchronous (readSmallFile): batches read 64 files each, a pool round trip per call cost more.
+  const { data, md5 } = readSmallFile(absPath, file.sizeBytes);
   if (data.length !== file.sizeBytes || md5 !== file.hash.md5) throw new FileChangedError(absPath);
   return data;
 }
@@ -174,19 +168,28 @@ async function postBlocks(
       try {
         const lengths = indexes.map((idx) => blockLength(idx, file.sizeBytes));
         const body = Buffer.allocUnsafe(lengths.reduce((a, b) => a + b, 0));
+        const starts: number[] = [];
         let at = 0;
         for (const [n, idx] of indexes.entries()) {
           const want = lengths[n] as number;
           const got = await readFully(handle, body.subarray(at, at + want), idx * blockSizeBytes);
-          const expected = file.hash.hashes[idx];
-          if (got.length !== want || (await blockHashAsync(got)) !== expected) {
-            throw new FileChangedError(absPath);
-          }
+          if (got.length !== want) throw new FileChangedError(absPath);
+          starts.push(at);
           at += want;
         }
+        // The server answers the hash of every block it received: that is the check that the
+        // bytes sent are the ones hashed (no local re-hash of every block before sending). A
+        // block that differs is hashed here to tell an edited file from a corrupted transfer.
         const stored = await ctx.remote.postBlocks(body);
         const expected = indexes.map((idx) => file.hash.hashes[idx]);
-        if (stored.length !== expected.length || stored.some((h, n) => h !== expected[n])) {
+        if (stored.length !== expected.length) {
+          throw new RemoteError(500, 'CORRUPT', `${path}: the server stored other blocks`);
+        }
+        for (const [n, hash] of stored.entries()) {
+          if (hash === expected[n]) continue;
+          const start = starts[n] as number;
+          const sent = body.subarray(start, start + (lengths[n] as number));
+          if ((await blockHashAsync(sent)) !== expected[n]) throw new FileChangedError(absPath);
           throw new RemoteError(500, 'CORRUPT', `${path}: the server hashed blocks differently`);
         }
         sentBytes += body.length;
