@@ -35,6 +35,7 @@
 // DIR/locks) and every change is written through, atomically and fsynced, before the call
 // resolves. A restarted process therefore continues from the last epoch, and sees leases that
 // have not expired yet. The semantics are the shared ones in memory-backend.ts.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   constants as fsConstants,
@@ -142,6 +143,10 @@ export class FsBackend implements Backend {
           if (isTempName(entry.name)) await unlinkIfExists(join(sub, entry.name));
         }
       }
+      // A previous process may have died with blocks written but not yet synced (uploads sync
+      // at commit time), and a later upload that finds such a block stored relies on it being
+      // durable: sync the file system once (syncfs) before anything relies on old blocks.
+      await syncFileSystem(backend.#objectsDir);
     } catch (err) {
       throw mapFsError(err, `open ${dir}`);
     }
@@ -819,6 +824,17 @@ export class FsBackend implements Backend {
     this.#inflight--;
     if (this.#inflight === 0 && this.#drained !== undefined) this.#drained();
   }
+}
+
+/** `sync --file-system DIR` (coreutils: syncfs on the file system holding DIR). */
+async function syncFileSystem(dir: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    execFile('sync', ['--file-system', dir], { timeout: 600_000 }, (err) =>
+      err === null
+        ? resolve()
+        : reject(new StoreError('IO', `sync of ${dir} failed: ${err.message}`)),
+    );
+  });
 }
 
 /** fsyncs of unsynced files started at once by one flush (thread pool and descriptors). */
