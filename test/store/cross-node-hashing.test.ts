@@ -11,44 +11,26 @@
 // the private blocks (else the test would prove nothing).
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import { blockSizeBytes } from '../../src/core/limits.js';
 import type { BlockIO } from '../../src/pipeline/stage.js';
 import type { OpenedAtoll } from '../../src/store/api.js';
-import { describeWithPostgres, type PgCluster, startPgCluster } from '../helpers/pg-cluster.js';
-import { makeTempDir, openStore, randomBytes, removeDir } from '../helpers/store.js';
+import { describeWithPostgres } from '../helpers/pg-cluster.js';
+import { type SharedNodes, startSharedNodes } from '../helpers/shared-nodes.js';
+import { randomBytes } from '../helpers/store.js';
 
 describeWithPostgres('hashing and GC on another node (memory, postgres)', () => {
-  let pg: PgCluster;
-  const dirs: string[] = [];
-  const nodes: OpenedAtoll[] = [];
-  const backend = new MemoryBackend();
-
-  async function node(hashing: boolean): Promise<OpenedAtoll> {
-    const dataDir = await makeTempDir('xhash');
-    dirs.push(dataDir);
-    const opened = await openStore({
-      dataDir,
-      backend,
-      backendShared: true,
-      metadata: pg.url,
-      gcGraceMs: 0,
-      gcIntervalMs: 0,
-      commitIntervalMs: 0,
-      hashing,
-    });
-    nodes.push(opened);
-    return opened;
-  }
+  let nodes: SharedNodes | undefined;
+  const node = (hashing: boolean): Promise<OpenedAtoll> => {
+    assert.ok(nodes !== undefined, 'nodes started');
+    return nodes.node({ gcGraceMs: 0, gcIntervalMs: 0, commitIntervalMs: 0, hashing });
+  };
 
   before(async () => {
-    pg = await startPgCluster('xhash');
+    nodes = await startSharedNodes('xhash');
   });
 
   after(async () => {
-    for (const n of nodes) await n.atoll.close().catch(() => undefined);
-    for (const dir of dirs) await removeDir(dir);
-    await pg?.wipe();
+    await nodes?.close();
   });
 
   async function expectBytes(io: BlockIO, offset: number, want: Uint8Array, what: string) {

@@ -8,45 +8,32 @@
 // read back intact; C's must have lost its blocks, which shows that the test can fail.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import { blockSizeBytes } from '../../src/core/limits.js';
 import type { OpenedAtoll } from '../../src/store/api.js';
-import { describeWithPostgres, type PgCluster, startPgCluster } from '../helpers/pg-cluster.js';
-import { makeTempDir, openStore, randomBytes, removeDir } from '../helpers/store.js';
+import { describeWithPostgres } from '../helpers/pg-cluster.js';
+import { type SharedNodes, startSharedNodes } from '../helpers/shared-nodes.js';
+import { randomBytes } from '../helpers/store.js';
 
 const gcGraceMs = 2_000;
 
 describeWithPostgres('periodic commit against another node’s GC (memory, postgres)', () => {
-  let pg: PgCluster;
-  const dirs: string[] = [];
-  const nodes: OpenedAtoll[] = [];
-  const backend = new MemoryBackend();
-
-  async function node(commitIntervalMs?: number): Promise<OpenedAtoll> {
-    const dataDir = await makeTempDir('commit');
-    dirs.push(dataDir);
-    const opened = await openStore({
-      dataDir,
-      backend,
-      backendShared: true,
-      metadata: pg.url,
+  let nodes: SharedNodes | undefined;
+  const node = (commitIntervalMs?: number): Promise<OpenedAtoll> => {
+    assert.ok(nodes !== undefined, 'nodes started');
+    return nodes.node({
       gcGraceMs,
       gcIntervalMs: 0,
       hashing: false,
       ...(commitIntervalMs === undefined ? {} : { commitIntervalMs }),
     });
-    nodes.push(opened);
-    return opened;
-  }
+  };
 
   before(async () => {
-    pg = await startPgCluster('commit');
+    nodes = await startSharedNodes('commit');
   });
 
   after(async () => {
-    for (const n of nodes) await n.atoll.close().catch(() => undefined);
-    for (const dir of dirs) await removeDir(dir);
-    await pg?.wipe();
+    await nodes?.close();
   });
 
   it('commits unflushed writes before other nodes may collect their blocks', async () => {
