@@ -305,17 +305,17 @@ describe('cache stage', () => {
     const log = new MemoryLogStorage();
     const a = encodeRecord(1, 0, fill(1, 100));
     const b = encodeRecord(2, 512, fill(2, 100));
-    await log.append('seg-0000000000000001', Buffer.concat([a, b.subarray(0, 50)]));
+    await log.append('seg-0000000000000001', [a, b.subarray(0, 50)]);
     assert.deepEqual(
       (await readLog(log)).map((r) => r.seq),
       [1],
     );
-    await log.append('seg-0000000000000003', encodeRecord(3, 0, fill(3, 10)));
+    await log.append('seg-0000000000000003', [encodeRecord(3, 0, fill(3, 10))]);
     await assert.rejects(readLog(log), (err) => isStoreError(err, 'CORRUPT'));
     const flipped = Buffer.from(a);
     flipped[40] = (flipped[40] ?? 0) ^ 1; // one data bit: the checksum catches it
     const bad = new MemoryLogStorage();
-    await bad.append('seg-0000000000000001', flipped);
+    await bad.append('seg-0000000000000001', [flipped]);
     assert.deepEqual(await readLog(bad), []);
   });
 });

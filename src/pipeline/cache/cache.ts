@@ -13,10 +13,16 @@
 // - writeback: a write is appended to the log, then its pages become dirty (whole pages; a
 //   partial page merges into the old bytes under a page lock) in log order. FLUSH and FUA fsync
 //   the log and nothing else: that is what makes them fast, and durable. The drainer writes the
-//   dirty pages below in page order, coalesced into runs of up to one 4 MiB block, flushes the
-//   next stage, then forgets the pages no one rewrote meanwhile and releases log segments older
-//   than the oldest dirty page (see dirty-pages.ts for why that is safe). Trim and zero drain the
-//   pages written before them, then go below directly (they are rare and may be huge).
+//   dirty pages below a few whole blocks per round (drain-plan.ts: runs of up to one 4 MiB block,
+//   small clean gaps filled from memory), flushes the next stage, then forgets the pages no one
+//   rewrote meanwhile and releases log segments older than the oldest dirty page (see
+//   dirty-pages.ts for why that is safe). Trim and zero drain the pages written before them, then
+//   go below directly (they are rare and may be huge).
+// - When to drain, as dm-writecache and bcache do it: not while a client is writing and the cache
+//   has room. Every page rewritten before it drains is a backend write saved, and the backend's
+//   time goes to the client's reads. A round starts when someone waits for one (FLUSH of a trim,
+//   a snapshot, a writer out of dirty space), when dirty memory or the log is past half full,
+//   when no write came for drainIdleMs, or when the oldest dirty write is dirtyAgeMsMax old.
 // - Opening a write-back cache replays its log below, flushes, and empties the log before the
 //   stage serves anything: a kill -9 loses nothing that a FLUSH acknowledged.
 import { assert } from '../../core/assert.js';
@@ -24,8 +30,10 @@ import { StoreError } from '../../core/errors.js';
 import { blockSizeBytes } from '../../core/limits.js';
 import { PassthroughStage } from '../passthrough/passthrough.js';
 import type { BlockIO, Extent, WriteFlags } from '../stage.js';
-import { type DirtyPage, DirtyPages } from './dirty-pages.js';
+import { DirtyAge } from './dirty-age.js';
+import { DirtyPages } from './dirty-pages.js';
 import { DiskTier } from './disk-tier.js';
+import { type DrainWrite, drainWriteBytes, planDrain } from './drain-plan.js';
 import type { LogStorage } from './log-storage.js';
 import { ByteLru } from './lru.js';
 import { type CacheMode, type CacheOptions, pageBytes } from './options.js';
@@ -59,13 +67,17 @@ export interface CacheStats {
 
 /** Runs written below at once by a drain round. */
 const drainConcurrency = 32;
-/** Pages one drain round takes, oldest writes first, so log segments free up every round. */
+/** Dirty pages one drain round takes (whole blocks, oldest first, so log segments free up). */
 const drainRoundPagesMax = 8192;
+/** Largest run of clean pages written again to join two dirty runs into one backend write. */
+const drainGapPagesMax = 8;
 /** Writers allowed to wait for dirty space before new ones fail (retryable). */
 const dirtyWaitersMax = 4096;
 const drainRetryMsMax = 5_000;
-/** How long an unpressed drainer lets dirty pages gather before a round. */
+/** Without pressure, a round starts once no write came for this long... */
 const drainIdleMs = 100;
+/** ...or once the oldest dirty write is this old (as the kernel's dirty_expire, 30 s). */
+const dirtyAgeMsMax = 30_000;
 
 export class CacheStage extends PassthroughStage {
   readonly mode: CacheMode;
@@ -87,6 +99,10 @@ export class CacheStage extends PassthroughStage {
   private wakeDrainer: (() => void) | null = null;
   /** Ends the drainer's pause in any case: a write landed (pages changed, locks gone), or a stop. */
   private wakePause: (() => void) | null = null;
+  /** The pause is for a round that forgot nothing: any write ends it. */
+  private pauseStuck = false;
+  private lastWriteMs = 0;
+  private readonly dirtyAge = new DirtyAge();
   private draining: Promise<void> = Promise.resolve();
   private roundWaiters: ((err: unknown) => void)[] = [];
   private stopped = false;
@@ -285,6 +301,8 @@ export class CacheStage extends PassthroughStage {
     }
     this.dirtyReservedBytes -= reservedBytes;
     assert(this.dirtyReservedBytes >= 0, 'reservations never go negative');
+    this.lastWriteMs = performance.now();
+    this.dirtyAge.note(log.lastSeq, this.lastWriteMs);
     this.kickDrain();
   }
 
@@ -467,30 +485,48 @@ export class CacheStage extends PassthroughStage {
     return round;
   }
 
-  /**
-   * Without pressure (nobody waiting, dirty pages and log well below their limits) the drainer
-   * waits a little before a round: rounds get bigger, coalesce better, and the flush each one
-   * ends with (an fsync of backend objects on fs) runs a few times a second, not continuously.
-   */
-  private async pace(stuck: boolean): Promise<void> {
-    const pressure = () =>
+  /** A round is due at once: someone waits for one, or dirty memory or the log is half full. */
+  private urgent(): boolean {
+    return (
       this.stopped ||
       this.roundWaiters.length > 0 ||
-      this.dirty.bytes > this.dirtyBytesMax / 4 ||
-      (this.log?.bytes ?? 0) > this.logBytesMax / 4;
-    if (this.stopped || (!stuck && pressure())) return;
-    // After a round that could forget no page (every one was rewritten or is being merged into
-    // meanwhile), only a write that lands can change that: neither pressure nor waiters may
-    // start the next round at once, or drainer and waiters would chase each other in
-    // microtasks (a memory backend never yields) and starve the I/O the merges wait for.
+      this.dirty.bytes > this.dirtyBytesMax / 2 ||
+      (this.log?.bytes ?? 0) > this.logBytesMax / 2
+    );
+  }
+
+  /** Wait until the next round is due (see the design note). */
+  private async pace(stuck: boolean): Promise<void> {
+    if (this.stopped) return;
+    if (stuck) {
+      // After a round that could forget no page (every one was rewritten or is being merged into
+      // meanwhile), only a write that lands can change that: neither pressure nor waiters may
+      // start the next round at once, or drainer and waiters would chase each other in
+      // microtasks (a memory backend never yields) and starve the I/O the merges wait for.
+      await this.pause(drainIdleMs, true);
+      return;
+    }
+    for (;;) {
+      if (this.urgent()) return;
+      const now = performance.now();
+      const idleMs = now - this.lastWriteMs;
+      if (idleMs >= drainIdleMs) return;
+      // O(dirty pages), once per pause: not per write.
+      if (this.dirtyAge.ageMs(this.dirty.oldestSeq(), now) >= dirtyAgeMsMax) return;
+      await this.pause(drainIdleMs - idleMs, false);
+    }
+  }
+
+  private async pause(ms: number, stuck: boolean): Promise<void> {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, drainIdleMs);
+      const timer = setTimeout(resolve, ms);
       const wake = () => {
         clearTimeout(timer);
         resolve();
       };
       this.wakeDrainer = stuck ? null : wake;
       this.wakePause = wake;
+      this.pauseStuck = stuck;
     });
     this.wakeDrainer = null;
     this.wakePause = null;
@@ -514,7 +550,7 @@ export class CacheStage extends PassthroughStage {
   }
 
   private kickDrain(): void {
-    this.wakePause?.();
+    if (this.pauseStuck || this.urgent()) this.wakePause?.();
     if (this.drainActive || this.stopped || this.log === null || this.dirty.size === 0) return;
     // The loop clears `drainActive` in the same tick as its last look at the dirty pages, so a
     // write that lands after that look always starts a new loop.
@@ -556,24 +592,25 @@ export class CacheStage extends PassthroughStage {
   private async drainRound(): Promise<number> {
     const log = this.log;
     assert(log !== null, 'write-back has a log');
-    const work = this.dirty.oldest(drainRoundPagesMax);
-    const runs = coalesce(work);
-    let nextRun = 0;
+    const plan = planDrain(this.dirty.entries(), (page) => this.clean.peek(page), {
+      pagesPerBlock: blockSizeBytes / pageBytes,
+      pagesMax: drainRoundPagesMax,
+      gapPagesMax: drainGapPagesMax,
+    });
+    let nextWrite = 0;
     const worker = async () => {
-      for (let run = runs[nextRun++]; run !== undefined; run = runs[nextRun++]) {
+      for (let w = plan.writes[nextWrite++]; w !== undefined; w = plan.writes[nextWrite++]) {
         if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
-        const [head] = run;
-        assert(head !== undefined, 'runs are not empty');
-        const data = run.length === 1 ? head[1].data : Buffer.concat(run.map(([, p]) => p.data));
-        await this.next.write(head[0] * pageBytes, data);
-        this.stats0.drainedBytes += data.length;
+        await this.writeBelow(w);
+        this.stats0.drainedBytes += drainWriteBytes(w);
         this.stats0.drainWrites++;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(drainConcurrency, runs.length) }, worker));
+    const workers = Math.min(drainConcurrency, plan.writes.length);
+    await Promise.all(Array.from({ length: workers }, worker));
     await this.next.flush();
     let forgotten = 0;
-    for (const [page, entry] of work) {
+    for (const [page, entry] of plan.drained) {
       // Drained pages stay readable from memory: they are the newest clean bytes.
       if (this.dirty.removeIfUnchanged(page, entry)) {
         this.clean.set(page, entry.data);
@@ -583,6 +620,14 @@ export class CacheStage extends PassthroughStage {
     this.stats0.drainRounds++;
     await log.release(this.dirty.oldestSeq() - 1);
     return forgotten;
+  }
+
+  private writeBelow(w: DrainWrite): Promise<void> {
+    const offsetBytes = w.firstPage * pageBytes;
+    const [only] = w.pages;
+    if (w.pages.length === 1 && only !== undefined) return this.next.write(offsetBytes, only);
+    if (this.next.writev !== undefined) return this.next.writev(offsetBytes, w.pages);
+    return this.next.write(offsetBytes, Buffer.concat(w.pages));
   }
 
   private inLowerTurn<T>(fn: () => Promise<T>): Promise<T> {
@@ -661,27 +706,5 @@ function pageRuns(pages: readonly number[]): { first: number; last: number }[] {
     if (run !== undefined && run.last === page - 1) run.last = page;
     else runs.push({ first: page, last: page });
   }
-  return runs;
-}
-
-/** Adjacent dirty pages in runs of at most one backend block, never crossing a block edge. */
-function coalesce(work: readonly [number, DirtyPage][]): [number, DirtyPage][][] {
-  const pagesPerBlock = blockSizeBytes / pageBytes;
-  const runs: [number, DirtyPage][][] = [];
-  let run: [number, DirtyPage][] = [];
-  for (const item of work) {
-    const prev = run[run.length - 1];
-    const joins =
-      prev !== undefined &&
-      prev[0] === item[0] - 1 &&
-      item[0] % pagesPerBlock !== 0 &&
-      prev[1].data.length === pageBytes;
-    if (!joins && run.length > 0) {
-      runs.push(run);
-      run = [];
-    }
-    run.push(item);
-  }
-  if (run.length > 0) runs.push(run);
   return runs;
 }

@@ -44,17 +44,14 @@ export class DirtyPages {
     this.pages.set(page, { data, seq, since: old?.since ?? seq });
   }
 
-  /** Every dirty page, in page order (a drain round's work list). */
-  snapshot(): [number, DirtyPage][] {
-    return [...this.pages].sort((a, b) => a[0] - b[0]);
+  /** Every dirty page, in no order (read synchronously: the map must not change meanwhile). */
+  entries(): IterableIterator<[number, DirtyPage]> {
+    return this.pages.entries();
   }
 
-  /** The `count` pages holding the oldest undrained records, in page order (a round's work). */
-  oldest(count: number): [number, DirtyPage][] {
-    const all = [...this.pages];
-    const taken =
-      all.length <= count ? all : all.sort((a, b) => a[1].since - b[1].since).slice(0, count);
-    return taken.sort((a, b) => a[0] - b[0]);
+  /** Every dirty page, in page order. */
+  snapshot(): [number, DirtyPage][] {
+    return [...this.pages].sort((a, b) => a[0] - b[0]);
   }
 
   /**

@@ -31,6 +31,11 @@ export class ByteLru<K> {
     return value;
   }
 
+  /** The value without making it the newest (a drain round's look must not reorder). */
+  peek(key: K): Uint8Array | undefined {
+    return this.map.get(key);
+  }
+
   has(key: K): boolean {
     return this.map.has(key);
   }

@@ -104,10 +104,13 @@ export class WriteLog {
       const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
       try {
         const segment = await this.segmentFor(firstSeq, bytes);
-        const encoded = batch.map((r, i) => encodeRecord(firstSeq + i, r.offsetBytes, r.data));
+        const chunks: Uint8Array[] = [];
+        batch.forEach((r, i) => {
+          chunks.push(encodeHeader(firstSeq + i, r.offsetBytes, r.data), r.data);
+        });
         this.appending = segment;
         try {
-          await this.storage.append(segment.name, Buffer.concat(encoded, bytes));
+          await this.storage.append(segment.name, chunks);
         } finally {
           this.appending = null;
         }
@@ -244,16 +247,20 @@ export function segmentName(firstSeq: number): string {
   return `seg-${firstSeq.toString(16).padStart(16, '0')}`;
 }
 
-export function encodeRecord(seq: number, offsetBytes: number, data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(recordHeaderBytes + data.length);
+/** A record's header; the record is the header followed by `data`. */
+export function encodeHeader(seq: number, offsetBytes: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(recordHeaderBytes);
   out.writeUInt32LE(magic, 0);
   out.writeUInt32LE(data.length, 4);
   out.writeDoubleLE(seq, 8);
   out.writeDoubleLE(offsetBytes, 16);
-  out.set(data, recordHeaderBytes);
   out.writeUInt32LE(0, 28);
-  out.writeUInt32LE(crc32(out.subarray(recordHeaderBytes), crc32(out.subarray(0, 24))), 24);
+  out.writeUInt32LE(crc32(data, crc32(out.subarray(0, 24))), 24);
   return out;
+}
+
+export function encodeRecord(seq: number, offsetBytes: number, data: Uint8Array): Buffer {
+  return Buffer.concat([encodeHeader(seq, offsetBytes, data), data]);
 }
 
 /** Records of one segment up to the first bad one; `torn` says whether bytes were left over. */
