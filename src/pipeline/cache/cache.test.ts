@@ -114,8 +114,10 @@ describe('cache stage', () => {
     disk.holdWrites = held.promise;
     await cache.write(0, fill(5, 512), { fua: true });
     assert.equal(log.unsyncedBytes, 0);
+    assert.equal((await readLog(log)).length, 1, 'the FUA write is in the log');
     await cache.write(512, fill(6, 512));
-    assert.ok(log.unsyncedBytes > 0, 'a plain write is not synced');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the log's batch delay
+    assert.ok(log.unsyncedBytes > 0, 'a plain write reaches the log but is not synced');
     const stopping = cache.abandon();
     held.open();
     await stopping;

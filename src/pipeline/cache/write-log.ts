@@ -3,6 +3,15 @@
 // replayed after a crash, and released a segment at a time once the drainer made its records
 // durable below.
 //
+// A record gets its sequence number when it is logged, but reaches the storage later, in a
+// batch (a few milliseconds, or 1 MiB of records, or the next sync, whichever comes first): a
+// write the client did not ask to be durable needs no system call of its own. Appends stay in
+// sequence order, and a sync appends everything logged before it first, so every record older
+// than a completed sync is in the storage. Why replay stays correct when a record is appended
+// after its data was drained and its seq released: such a record is newer than every synced
+// record, so replaying it over newer drained bytes can only bring back an unsynced write, never
+// undo a synced one.
+//
 // Record layout (little endian), one per client write:
 //
 //   0  u32 magic 0x4c57_5441 ("ATWL")   4  u32 data length     8  f64 seq
@@ -50,7 +59,11 @@ export class WriteLog {
   private appending: Segment | null = null;
   private nextSeq: number;
   private readonly queue: QueuedRecord[] = [];
+  private queuedBytes = 0;
+  /** The highest seq `release` was given: records up to it are durable below. */
+  private releasedSeq = 0;
   private writing: Promise<void> | null = null;
+  private batchTimer: NodeJS.Timeout | null = null;
   private failure: StoreError | null = null;
   private syncChain: Promise<void> = Promise.resolve();
   private spaceWaiters: (() => void)[] = [];
@@ -75,39 +88,48 @@ export class WriteLog {
   }
 
   /**
-   * Append one record. `onAppended(seq)` runs synchronously right after the record reached the
-   * storage, in sequence order across all appends, so callers can publish in log order. Records
-   * queued while a write is under way go out together in the next one (group append).
+   * Log one record (`data` must not change afterwards). `onLogged(seq)` runs synchronously when
+   * the record gets its sequence number, in sequence order across all appends, so callers can
+   * publish in log order. The record reaches the storage by the next `sync`.
    */
-  append(offsetBytes: number, data: Uint8Array, onAppended: (seq: number) => void): Promise<void> {
+  async append(offsetBytes: number, data: Uint8Array, onLogged: (seq: number) => void) {
     const recordBytes = recordHeaderBytes + data.length;
     // Space is reserved before the record queues, so a release never waits behind an append.
-    return this.reserve(recordBytes).then(
-      () =>
-        new Promise<void>((resolve, reject) => {
-          if (this.closed || this.failure !== null) {
-            this.reservedBytes -= recordBytes;
-            reject(this.failure ?? new StoreError('ABORTED', 'the write log is closed'));
-            return;
-          }
-          this.queue.push({ offsetBytes, data, recordBytes, onAppended, resolve, reject });
-          if (this.writing === null) this.writing = this.writeQueued();
-        }),
-    );
+    await this.reserve(recordBytes);
+    if (this.closed || this.failure !== null) {
+      this.reservedBytes -= recordBytes;
+      throw this.failure ?? new StoreError('ABORTED', 'the write log is closed');
+    }
+    const seq = this.nextSeq++;
+    this.queue.push({ seq, offsetBytes, data, recordBytes });
+    this.queuedBytes += recordBytes;
+    onLogged(seq);
+    if (this.queuedBytes >= queuedBytesMax) this.writeNow();
+    else if (this.batchTimer === null && this.writing === null) {
+      this.batchTimer = setTimeout(() => this.writeNow(), batchDelayMs);
+    }
+  }
+
+  /** Start appending what is queued (unless an append is under way: it takes the rest too). */
+  private writeNow(): Promise<void> {
+    if (this.batchTimer !== null) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = null;
+    }
+    if (this.writing === null && this.queue.length > 0) this.writing = this.writeQueued();
+    return this.writing ?? Promise.resolve();
   }
 
   private async writeQueued(): Promise<void> {
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && this.failure === null) {
       const batch = takeBatch(this.queue);
-      const firstSeq = this.nextSeq;
-      this.nextSeq += batch.length;
+      const firstSeq = batch[0]?.seq ?? 0;
       const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
+      this.queuedBytes -= bytes;
       try {
         const segment = await this.segmentFor(firstSeq, bytes);
         const chunks: Uint8Array[] = [];
-        batch.forEach((r, i) => {
-          chunks.push(encodeHeader(firstSeq + i, r.offsetBytes, r.data), r.data);
-        });
+        for (const r of batch) chunks.push(encodeHeader(r.seq, r.offsetBytes, r.data), r.data);
         this.appending = segment;
         try {
           await this.storage.append(segment.name, chunks);
@@ -117,26 +139,30 @@ export class WriteLog {
         segment.lastSeq = firstSeq + batch.length - 1;
         segment.sizeBytes += bytes;
         segment.synced = false;
+        // Drained before they reached the storage: no later release may come for them.
+        if (segment.lastSeq <= this.releasedSeq) await this.release(this.releasedSeq);
       } catch (err) {
         // A failed append may have left part of a record: later records would sit after a tear,
-        // so the log takes no more (the volume's writes fail until it is reopened and replayed).
+        // so the log takes no more (the volume's writes and syncs fail until it is reopened and
+        // replayed; the records' bytes still drain from the dirty pages).
         this.failure = new StoreError('IO', 'write-back log append failed', { cause: err });
-        for (const r of [...batch, ...this.queue.splice(0)]) {
-          this.reservedBytes -= r.recordBytes;
-          r.reject(this.failure);
-        }
+        this.queue.splice(0);
+        this.queuedBytes = 0;
         break;
       }
-      batch.forEach((r, i) => {
-        r.onAppended(firstSeq + i);
-        r.resolve();
-      });
     }
     this.writing = null;
   }
 
   /** Make every append that resolved before the call durable (group commit: one fsync each). */
-  sync(): Promise<void> {
+  async sync(): Promise<void> {
+    if (this.failure !== null) throw this.failure;
+    // Everything logged so far reaches the storage first (appends under way take the queue).
+    for (let w = this.writeNow(); this.writing !== null || this.queue.length > 0; ) {
+      await w;
+      w = this.writeNow();
+    }
+    if (this.failure !== null) throw this.failure;
     const pending = this.segments.filter((s) => !s.synced);
     const run = this.syncChain.then(async () => {
       for (const s of pending) {
@@ -152,11 +178,12 @@ export class WriteLog {
       }
     });
     this.syncChain = run.catch(() => {});
-    return run;
+    await run;
   }
 
   /** Drop every segment whose records are all <= `seq` (durable below); wakes waiting appends. */
   async release(seq: number): Promise<void> {
+    this.releasedSeq = Math.max(this.releasedSeq, seq);
     const dropped: Segment[] = [];
     while (this.segments.length > 0) {
       const first = this.segments[0];
@@ -177,6 +204,9 @@ export class WriteLog {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.batchTimer !== null) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    // Records never synced may be dropped (nothing promised them), but not torn mid-append.
     await this.writing;
     for (const wake of this.spaceWaiters) wake();
     await this.storage.close();
@@ -220,16 +250,18 @@ export class WriteLog {
 }
 
 interface QueuedRecord {
+  readonly seq: number;
   readonly offsetBytes: number;
   readonly data: Uint8Array;
   readonly recordBytes: number;
-  readonly onAppended: (seq: number) => void;
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
 }
 
 /** Bytes of records written by one append (at least one record, however large). */
 const batchBytesMax = 4 * 1024 * 1024;
+/** Queued records are appended once they reach this many bytes... */
+const queuedBytesMax = 1024 * 1024;
+/** ...or this long after the first of them was logged. */
+const batchDelayMs = 5;
 
 function takeBatch(queue: QueuedRecord[]): QueuedRecord[] {
   let bytes = 0;
@@ -284,10 +316,13 @@ export function decodeSegment(bytes: Uint8Array): { records: LogRecord[]; torn: 
   return { records, torn: at !== buf.length };
 }
 
-/** Every intact record of a log in sequence order; a tear before the last segment is CORRUPT. */
-export async function readLog(storage: LogStorage): Promise<LogRecord[]> {
+/**
+ * Every intact record of a log in sequence order, a segment in memory at a time; a tear before
+ * the last segment is CORRUPT.
+ */
+export async function* logRecords(storage: LogStorage): AsyncGenerator<LogRecord> {
   const names = await storage.list();
-  const out: LogRecord[] = [];
+  let lastSeq = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const { records, torn } = decodeSegment(await storage.read(name));
@@ -295,12 +330,17 @@ export async function readLog(storage: LogStorage): Promise<LogRecord[]> {
       throw new StoreError('CORRUPT', `write-back log segment ${name} is damaged before its end`);
     }
     for (const r of records) {
-      const last = out[out.length - 1];
-      if (last !== undefined && r.seq <= last.seq) {
+      if (r.seq <= lastSeq) {
         throw new StoreError('CORRUPT', `write-back log goes back in sequence at ${name}`);
       }
-      out.push(r);
+      lastSeq = r.seq;
+      yield r;
     }
   }
+}
+
+export async function readLog(storage: LogStorage): Promise<LogRecord[]> {
+  const out: LogRecord[] = [];
+  for await (const r of logRecords(storage)) out.push(r);
   return out;
 }
