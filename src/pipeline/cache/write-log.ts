@@ -183,12 +183,14 @@ export class WriteLog {
 
   /** Drop every segment whose records are all <= `seq` (durable below); wakes waiting appends. */
   async release(seq: number): Promise<void> {
-    this.releasedSeq = Math.max(this.releasedSeq, seq);
+    // Only records logged so far: "everything" (no dirty page left) must not cover later ones.
+    const upTo = Math.min(seq, this.lastSeq);
+    this.releasedSeq = Math.max(this.releasedSeq, upTo);
     const dropped: Segment[] = [];
     while (this.segments.length > 0) {
       const first = this.segments[0];
       assert(first !== undefined, 'non-empty');
-      if (first.lastSeq > seq || first === this.appending) break;
+      if (first.lastSeq > upTo || first === this.appending) break;
       if (first.sizeBytes === 0) break; // a fresh segment waiting for its first record
       // The current segment goes too when it is fully released: the next append starts anew.
       this.segments.shift();
