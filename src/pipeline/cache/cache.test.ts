@@ -330,6 +330,32 @@ describe('cache stage', () => {
     assert.deepEqual(disk.durable.subarray(0, 160 * KiB), want);
   });
 
+  it('write-back: a locked page already durable below does not pin later records', {
+    timeout: 20_000,
+  }, async () => {
+    // Page 0 (record 1) and page 10 (record 2) share a log segment. A partial write into page 0
+    // locks it and waits for log space. The drainer writes both below and forgets page 10, but
+    // must keep page 0 for the lock: page 0 needs no record any more, so record 2 must not stay
+    // pinned (it was, and writer and drainer waited for each other forever; model seed 90071432).
+    const disk = new RamDisk(MiB);
+    const opts = options('writeback', { memBytes: MiB, diskBytes: 256 * KiB });
+    const cache = await CacheStage.open(disk, opts, { logStorage: new MemoryLogStorage() });
+    await cache.write(0, fill(1, 4 * KiB));
+    await cache.write(40 * KiB, fill(2, 4 * KiB));
+    await cache.flush(); // both records in one segment
+    const big = cache.write(100, fill(3, 124 * KiB)); // 124 KiB + 8 KiB > the 128 KiB log
+    await new Promise((resolve) => setImmediate(resolve));
+    await cache.drainWritten();
+    await big;
+    const want = Buffer.alloc(160 * KiB);
+    want.fill(1, 0, 4 * KiB);
+    want.fill(2, 40 * KiB, 44 * KiB);
+    want.fill(3, 100, 100 + 124 * KiB);
+    assert.deepEqual(await cache.read(0, 160 * KiB), want);
+    await cache.close();
+    assert.deepEqual(disk.durable.subarray(0, 160 * KiB), want);
+  });
+
   it('the log replays up to a torn tail and refuses a damaged middle', async () => {
     const log = new MemoryLogStorage();
     const a = encodeRecord(1, 0, fill(1, 100));

@@ -5,7 +5,8 @@
 // (4 KiB, the last page of a volume may be shorter): a partial write merges into the page's old
 // bytes first, under a page lock, so the drainer always writes whole pages.
 //
-//   install(p, seq)   ->  dirty, seq = seq, since = since of the dirty page, or seq
+//   install(p, seq)   ->  dirty, seq = seq, since = since of the dirty page if it has one
+//                         pending (since <= its seq), else seq
 //   drained(p, entry) ->  removed if unchanged and unlocked, else since >= entry.seq + 1
 //
 // The log may drop every record older than the oldest `since`: a record older than that touched
@@ -41,7 +42,9 @@ export class DirtyPages {
     const old = this.pages.get(page);
     assert(old === undefined || old.seq < seq, 'pages are installed in log order');
     this.bytesUsed += data.length - (old?.data.length ?? 0);
-    this.pages.set(page, { data, seq, since: old?.since ?? seq });
+    // A page whose bytes were all durable below (kept only for a lock) needs records from now.
+    const pending = old !== undefined && old.since <= old.seq;
+    this.pages.set(page, { data, seq, since: pending ? old.since : seq });
   }
 
   /** Every dirty page, in no order (read synchronously: the map must not change meanwhile). */
@@ -74,10 +77,15 @@ export class DirtyPages {
     return true;
   }
 
-  /** The oldest record whose bytes may not be durable below yet (a `since`), or Infinity. */
+  /**
+   * The oldest record whose bytes may not be durable below yet (a `since`), or Infinity. A page
+   * with since > seq is durable below (kept only while a merge into it holds its lock) and
+   * holds no record back: counting it would pin records written after it, which the merge may
+   * be waiting to make room for.
+   */
   oldestSeq(): number {
     let oldest = Number.POSITIVE_INFINITY;
-    for (const p of this.pages.values()) if (p.since < oldest) oldest = p.since;
+    for (const p of this.pages.values()) if (p.since <= p.seq && p.since < oldest) oldest = p.since;
     return oldest;
   }
 
