@@ -148,6 +148,13 @@ export class Volume implements BlockIO, MapView {
     // A node that lost the lease has a stale map: it must not answer reads either.
     this.fence?.checkLease();
     const out = Buffer.allocUnsafe(lengthBytes);
+    const idx = Math.floor(offsetBytes / blockSizeBytes);
+    const offsetInBlock = offsetBytes - idx * blockSizeBytes;
+    if (lengthBytes > 0 && offsetInBlock + lengthBytes <= blockSizeBytes) {
+      // One block (every small read): no piece list, no Promise.all.
+      await this.readPiece(idx, offsetInBlock, out, 0, lengthBytes);
+      return out;
+    }
     const reads: Promise<void>[] = [];
     for (const p of blockPieces(offsetBytes, lengthBytes)) {
       reads.push(this.readPiece(p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));
@@ -477,8 +484,8 @@ export class Volume implements BlockIO, MapView {
     position: number,
     lengthBytes: number,
   ): Promise<void> {
-    await this.waitBlock(idx);
-    await readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
+    if (this.blockLocks.has(idx)) await this.waitBlock(idx);
+    return readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
   }
 
   private async writePiece(
