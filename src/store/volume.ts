@@ -71,6 +71,26 @@ export interface VolumeFence {
 
 const zeroBlock = Buffer.alloc(blockSizeBytes);
 
+// Small read buffers are cut from a shared slab, as Buffer.allocUnsafe does below 4 KiB: a 4 KiB
+// malloc is a glibc "large" request (no tcache, fastbin consolidation, coalescing on free), one
+// per NBD read otherwise. A slab is freed once no view of it is left.
+const readSlabBytes = 64 * 1024;
+const readSlabPieceMaxBytes = 8 * 1024;
+let readSlab = Buffer.allocUnsafeSlow(0);
+let readSlabUsedBytes = 0;
+
+function readBuffer(lengthBytes: number): Buffer {
+  if (lengthBytes > readSlabPieceMaxBytes) return Buffer.allocUnsafe(lengthBytes);
+  if (readSlabUsedBytes + lengthBytes > readSlab.length) {
+    readSlab = Buffer.allocUnsafeSlow(readSlabBytes);
+    readSlabUsedBytes = 0;
+  }
+  const out = readSlab.subarray(readSlabUsedBytes, readSlabUsedBytes + lengthBytes);
+  // 8-byte aligned views, like Node's pool.
+  readSlabUsedBytes += (lengthBytes + 7) & ~7;
+  return out;
+}
+
 export class Volume implements BlockIO, MapView {
   readonly id: string;
   readonly account: string;
@@ -147,7 +167,14 @@ export class Volume implements BlockIO, MapView {
     this.checkRange(offsetBytes, lengthBytes);
     // A node that lost the lease has a stale map: it must not answer reads either.
     this.fence?.checkLease();
-    const out = Buffer.allocUnsafe(lengthBytes);
+    const out = readBuffer(lengthBytes);
+    const idx = Math.floor(offsetBytes / blockSizeBytes);
+    const offsetInBlock = offsetBytes - idx * blockSizeBytes;
+    if (lengthBytes > 0 && offsetInBlock + lengthBytes <= blockSizeBytes) {
+      // One block (every small read): no piece list, no Promise.all.
+      await this.readPiece(idx, offsetInBlock, out, 0, lengthBytes);
+      return out;
+    }
     const reads: Promise<void>[] = [];
     for (const p of blockPieces(offsetBytes, lengthBytes)) {
       reads.push(this.readPiece(p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));
@@ -477,8 +504,8 @@ export class Volume implements BlockIO, MapView {
     position: number,
     lengthBytes: number,
   ): Promise<void> {
-    await this.waitBlock(idx);
-    await readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
+    if (this.blockLocks.has(idx)) await this.waitBlock(idx);
+    return readBlockInto(this.ctx, this, idx, offsetInBlock, out, position, lengthBytes);
   }
 
   private async writePiece(

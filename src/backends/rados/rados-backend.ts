@@ -340,14 +340,13 @@ export class RadosBackend implements Backend {
     validateObjectName(name);
     validateRange(offsetBytes, lengthBytes);
     validateTarget(target, targetOffset, lengthBytes);
-    return this.#run(`read ${name}`, async () => {
-      if (lengthBytes === 0) {
-        // A RADOS read of length 0 means "to the end"; only existence matters here.
-        await this.#conn.data.stat(name);
-        return 0;
-      }
-      return this.#conn.data.read(name, target, targetOffset, lengthBytes, offsetBytes);
-    });
+    // Not an async closure: the addon's promise is awaited once, in #run.
+    return this.#run(`read ${name}`, () =>
+      lengthBytes === 0
+        ? // A RADOS read of length 0 means "to the end"; only existence matters here.
+          this.#conn.data.stat(name).then(() => 0)
+        : this.#conn.data.read(name, target, targetOffset, lengthBytes, offsetBytes),
+    );
   }
 
   async write(

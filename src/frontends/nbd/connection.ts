@@ -19,7 +19,8 @@
 // - Each reply is encoded as one header buffer plus, for reads, the data buffer the store
 //   returned. Replies wait for the end of the event-loop turn and leave together in one writev
 //   (a reply is never split over syscalls, and the completions of one turn share one); a batch
-//   over 64 KiB leaves at once, and the connection flushes before it ends its socket.
+//   over 64 KiB, or the reply of the only request in flight, leaves at once, and the
+//   connection flushes before it ends its socket.
 // - States: open -> draining (no new requests; in-flight ones finish) -> closed. DISC and a
 //   client half-close drain softly and end the socket; protocol garbage and socket errors drop
 //   the socket at once, but in-flight store calls still finish before the export is closed
@@ -412,7 +413,9 @@ export class Connection {
       this.pending.push(data);
       this.pendingBytes += data.length;
     }
-    if (this.pendingBytes >= replyBatchBytes) this.flushReplies();
+    // The only request in flight has nothing to share a writev with: waiting for the end of
+    // the turn would only delay the client (QD1 latency).
+    if (this.pendingBytes >= replyBatchBytes || this.inflight <= 1) this.flushReplies();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushScheduledReplies);
