@@ -9,7 +9,8 @@
 # with --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage. Then clone
 # storm and snapshots (bench/rados/clone-snap.ts) against librbd's clone and snap create of the
 # same count (bench/rados/clone-snap-rbd.py, python3-rbd in one process; plus a few `rbd` CLI
-# calls for the per-process cost). Prints the tables and, last, the ratios Atoll/librbd (goal
+# calls for the per-process cost), and fio's rbd engine (cache off, time-based: the same client on
+# both sides). Prints the tables and, last, the ratios Atoll/librbd (goal
 # noted in issue 7: >= 0.8 without a cache stage).
 #
 #   npm run build && bash bench/rados/run.sh
@@ -129,6 +130,25 @@ for spec in "randwrite-4k-qd1 write 1 $quarter" "randwrite-4k-qd16 write 16 $(by
   rbd_bench "$job" "$type" 4K rand "$threads" "$total" librbd-nocache --rbd-cache=false
 done
 
+# fio's own rbd engine on the same image, librbd's cache off, time-based like Atoll's jobs: the
+# same client tool on both sides, so the ratio shows what the NBD hop and Atoll cost.
+echo "== librbd: fio rbd engine, --rbd-cache=false" >&2
+for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16" \
+  "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" \
+  "write-4m-seq write 4m 16" "read-4m-seq read 4m 16"; do
+  read -r job rw bs qd <<<"$spec"
+  CEPH_CONF=$conf CEPH_ARGS=--rbd-cache=false timeout 600 fio --name="fio-$job" --ioengine=rbd \
+    --clientname=admin --pool=rbd --rbdname=img --rw="$rw" --bs="$bs" --iodepth="$qd" \
+    --size="$size" --time_based "--runtime=$runtime" --output-format=json --randrepeat=0 \
+    --norandommap --output="$dir/fio-$job.json" >"$dir/fio-$job.err" 2>&1
+  read -r iops mibs < <(node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).jobs[0];
+    const io = r.read.io_bytes > 0 ? r.read : r.write;
+    console.log(io.iops.toFixed(0), (io.bw_bytes / 1048576).toFixed(1));
+  ' "$dir/fio-$job.json")
+  record fio-librbd-nc "$job" "$iops" "$mibs"
+done
+
 echo "== librbd: clone storm ($clones) and snapshots ($snaps), python3-rbd" >&2
 timeout 1800 /usr/bin/python3 "$root/bench/rados/clone-snap-rbd.py" "$conf" rbd "$clones" "$snaps" \
   1024 64 | tee -a "$meta" >&2
@@ -150,7 +170,7 @@ const load = (path) => require('fs').readFileSync(path, 'utf8').trim().split('\n
 const rows = load(process.argv[2]);
 const meta = load(process.argv[3]);
 const jobs = [...new Set(rows.map((r) => r[1]))];
-const sides = ['atoll', 'librbd', 'librbd-nocache'];
+const sides = ['atoll', 'librbd', 'librbd-nocache', 'fio-librbd-nc'];
 const get = (s, j) => rows.find((r) => r[0] === s && r[1] === j);
 const metric = (j) => (j.includes('4m') ? 3 : 2); // MiB/s for 4M jobs, IOPS for 4K jobs
 const value = (s, j) => Number(get(s, j)?.[metric(j)]);
@@ -174,15 +194,17 @@ for (const j of metaJobs) {
 }
 const ratio = (a, b) => (Number.isFinite(a / b) ? (a / b).toFixed(2) : '-');
 console.log('\nratios atoll / librbd (goal >= 0.8 without a cache stage; librbd-nocache is the');
-console.log('like-for-like anchor: rbd bench as it comes acknowledges writes from its cache)');
-console.log(`${'job'.padEnd(20)}${pad('vs librbd')}${pad('vs no cache')}`);
+console.log('like-for-like anchor: rbd bench as it comes acknowledges writes from its cache;');
+console.log('fio-librbd-nc: fio on both sides, librbd without cache)');
+console.log(`${'job'.padEnd(20)}${pad('vs librbd')}${pad('vs no cache')}${pad('vs fio-nc')}`);
+const vs = (a, s, j) => (get(s, j) === undefined ? '-' : ratio(a, value(s, j)));
 for (const j of jobs) {
   const a = value('atoll', j);
   console.log(`${j.padEnd(20)}${pad(ratio(a, value('librbd', j)))}` +
-    `${pad(get('librbd-nocache', j) === undefined ? '-' : ratio(a, value('librbd-nocache', j)))}`);
+    `${pad(vs(a, 'librbd-nocache', j))}${pad(vs(a, 'fio-librbd-nc', j))}`);
 }
 for (const j of metaJobs) {
   const a = opsPerSecond('atoll', j);
-  console.log(`${j.padEnd(20)}${pad(ratio(a, opsPerSecond('librbd', j)))}${pad('-')}`);
+  console.log(`${j.padEnd(20)}${pad(ratio(a, opsPerSecond('librbd', j)))}${pad('-')}${pad('-')}`);
 }
 EOF

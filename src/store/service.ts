@@ -1711,6 +1711,11 @@ export class AtollService implements Atoll {
         cacheDir: this.options.cacheDir ?? 'cache',
         onDrainError: (volume: string, err: unknown) =>
           this.options.logger?.warn({ err, volume }, 'write-back drain failed; retrying'),
+        onStageError: (volume: string, err: unknown) =>
+          this.options.logger?.error(
+            { err, volume },
+            'volume pipeline could not be rebuilt; serving without its stages until reopened',
+          ),
       };
       // Checked before the map loads: a map loaded while another node still drains into it
       // would be stale by the time that node is done.

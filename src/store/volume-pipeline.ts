@@ -34,6 +34,8 @@ export interface PipelineEnv {
   /** Where caches without `disk=` keep their files (DATA/cache). */
   readonly cacheDir: string;
   readonly onDrainError?: (volume: string, err: unknown) => void;
+  /** A stack could not be rebuilt after a change or resize: the volume runs without stages. */
+  readonly onStageError?: (volume: string, err: unknown) => void;
 }
 
 export interface PipelineInfo {
@@ -111,13 +113,29 @@ export class VolumePipeline {
   /** Replace the stack: drain the old one (cache log included), then build the new one. */
   async setPipeline(specs: readonly StageSpec[]): Promise<void> {
     await this.exclusive(async () => {
-      const wasWriteBack = hasWriteBack(this.specs);
+      const old = this.specs;
+      const wasWriteBack = hasWriteBack(old);
       const writeBack = hasWriteBack(specs);
       if (writeBack && !wasWriteBack) await claimLog(this.env, await this.row(), true);
       await this.detach();
-      await this.env.metadata.setVolumePipeline(this.volume.id, formatPipeline(specs));
+      try {
+        await this.env.metadata.setVolumePipeline(this.volume.id, formatPipeline(specs));
+        try {
+          this.built = await this.build(specs);
+        } catch (err) {
+          // E.g. the cache disk cannot be created: the volume keeps its old pipeline.
+          await this.env.metadata.setVolumePipeline(this.volume.id, formatPipeline(old));
+          throw err;
+        }
+      } catch (err) {
+        // The old stack is drained and stopped: serve through a new one, never a dead one.
+        this.built = await this.rebuild(old);
+        if (writeBack && !wasWriteBack) {
+          await this.env.metadata.setVolumeLogOwner(this.volume.id, null, this.env.nodeId);
+        }
+        throw err;
+      }
       this.specs = specs;
-      this.built = await this.build(specs);
       if (wasWriteBack && !writeBack) {
         await this.env.metadata.setVolumeLogOwner(this.volume.id, null, this.env.nodeId);
       }
@@ -136,7 +154,7 @@ export class VolumePipeline {
       try {
         return await fn();
       } finally {
-        this.built = await this.build(this.specs);
+        this.built = await this.rebuild(this.specs);
       }
     });
   }
@@ -169,6 +187,19 @@ export class VolumePipeline {
     const cache = this.built.cache;
     if (cache !== null) await cache.detach();
     else await this.built.io.flush();
+  }
+
+  /**
+   * Build `specs` after a detach; if even that fails, the bare mapper: requests keep working
+   * (without the stages, logged) rather than failing until the volume is reopened.
+   */
+  private async rebuild(specs: readonly StageSpec[]): Promise<BuiltPipeline> {
+    try {
+      return await this.build(specs);
+    } catch (err) {
+      this.env.onStageError?.(this.volume.name, err);
+      return this.build([]);
+    }
   }
 
   private build(specs: readonly StageSpec[]): Promise<BuiltPipeline> {

@@ -7,7 +7,7 @@
 // HTTP front end; "another node" is a second service on the same metadata and backend with
 // another node id. Writers keep a model of every acknowledged write and compare at the end.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -176,6 +176,31 @@ describe('volume pipelines', () => {
     sameBytes(await io.read(0, size), model);
     await store.atoll.setVolumePipeline(me, 'paths', '');
     sameBytes(await io.read(0, size), model);
+  });
+
+  it('a change that cannot be built leaves the volume serving its old pipeline', async () => {
+    const old = 'cache(mode=writethrough)';
+    await store.atoll.createVolumes(me, { name: 'badset', sizeBytes: 4 * MiB, pipeline: old });
+    const io = await store.atoll.openVolume(me, 'badset');
+    await io.write(0, randomBytes(5, 8192));
+    const before = (await store.atoll.volumeInfo(me, 'badset')).pipeline;
+    // The cache folder would be under a regular file: mkdir fails after the old stack drained.
+    const file = join(dir, 'not-a-folder');
+    await writeFile(file, 'x');
+    await assert.rejects(
+      store.atoll.setVolumePipeline(me, 'badset', wb(join(file, 'cache'))),
+      (err) => err instanceof Error,
+    );
+    const data = randomBytes(6, 8192);
+    await io.write(8192, data); // it failed with "the cache is closed" until reopened
+    sameBytes(await io.read(0, 8192), randomBytes(5, 8192));
+    sameBytes(await io.read(8192, 8192), data);
+    const info = await store.atoll.volumeInfo(me, 'badset');
+    assert.equal(info.pipeline, before, 'the stored pipeline is the old one');
+    assert.equal(info.cache?.mode, 'writethrough', 'and so is the running one');
+    await store.atoll.setVolumePipeline(me, 'badset', wb(join(dir, 'c-badset')));
+    sameBytes(await io.read(8192, 8192), data);
+    await io.flush();
   });
 
   it('snapshot includes what the write-back cache acknowledged', async () => {
