@@ -12,6 +12,8 @@
 # pre-filled with 1M writes and read once sequentially (warming the cache; write-back then
 # drains the fill before the timed jobs), then: 4K randread QD1/QD16 and 4K randwrite QD1/QD16
 # (the image for librbd: filled with 4M writes, same jobs).
+# Also nbdkit's memory plugin with the same jobs: an NBD server that keeps writes in RAM, the
+# ceiling of any NBD server on this machine (skipped without nbdkit).
 # Prints one table with the read hit ratio per mode (over the timed jobs, warm-up left out; and
 # over the whole run) and, last, the ratios write-back / uncached (goal >= 5x on 4K randwrite
 # QD16) and, on rados, write-back / librbd (goal > 1 on both 4K jobs).
@@ -166,6 +168,33 @@ for mode in $modes; do
   printf '%s\thit-ratio-all\t%s\n' "$mode" "$(hit_ratio "$stats")" >>"$results"
 done
 
+# The ceiling of any NBD server on this machine: nbdkit's memory plugin keeps every write in RAM
+# (no durability at all), so it costs only the NBD round trip. librbd as it comes acknowledges
+# writes from its in-process memory with no round trip: where librbd beats this, no NBD server can.
+if command -v nbdkit >/dev/null; then
+  nbd_port=$((30000 + RANDOM % 20000))
+  nbdkit -f -i 127.0.0.1 -p "$nbd_port" memory "$(bytes 1g)" 2>"$dir/nbdkit.err" &
+  server_pid=$!
+  for _ in $(seq 1 100); do (: <"/dev/tcp/127.0.0.1/$nbd_port") 2>/dev/null && break; sleep 0.05; done
+  uri="nbd://127.0.0.1:$nbd_port"
+  echo "== nbdkit memory (the NBD ceiling): $size" >&2
+  fio_job "$uri" nbdkit-fill write 1m 8 >/dev/null
+  for job in $jobs; do
+    case $job in
+      randread-4k-qd1) spec=(randread 4k 1) ;;
+      randread-4k-qd16) spec=(randread 4k 16) ;;
+      randwrite-4k-qd1) spec=(randwrite 4k 1) ;;
+      randwrite-4k-qd16) spec=(randwrite 4k 16) ;;
+    esac
+    read -r iops _ < <(fio_job "$uri" "nbdkit-$job" "${spec[@]}" --time_based "--runtime=$runtime")
+    printf '%s\t%s\t%s\n' nbdkit-memory "$job" "$iops" >>"$results"
+    echo "   nbdkit-memory $job: $iops IOPS" >&2
+  done
+  kill -TERM "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+fi
+
 if [ "$backend" = rados ]; then
   echo "== librbd: rbd bench on rbd/img ($size)" >&2
   rbd_() { timeout 600 rbd -c "$conf" "$@"; }
@@ -199,7 +228,8 @@ node - "$results" "$modes" "$backend" <<'JS'
 const [file, modeList, backend] = process.argv.slice(2);
 const rows = require('fs').readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split('\t'));
 const modes = modeList.split(/\s+/).filter(Boolean);
-const sides = [...modes, ...['librbd', 'librbd-nocache'].filter((s) => rows.some((r) => r[0] === s))];
+const anchors = ['nbdkit-memory', 'librbd', 'librbd-nocache'];
+const sides = [...modes, ...anchors.filter((s) => rows.some((r) => r[0] === s))];
 const jobs = [...new Set(rows.map((r) => r[1]))];
 const get = (m, j) => rows.find((r) => r[0] === m && r[1] === j)?.[2] ?? '-';
 const pad = (t, n) => String(t).padStart(n);
@@ -214,9 +244,10 @@ const ratio = (a, b) => {
 // Write-back against every anchor (no cache, librbd as it comes, librbd without its cache),
 // then write-through against no cache.
 const short = { off: 'off', writethrough: 'wt', writeback: 'wb', librbd: 'librbd' };
-const name = (s) => short[s] ?? s.replace('librbd-nocache', 'librbd-nc');
+const name = (s) =>
+  short[s] ?? s.replace('librbd-nocache', 'librbd-nc').replace('nbdkit-memory', 'nbdkit');
 const cols = [
-  ...(modes.includes('writeback') ? ['off', ...sides.filter((s) => s.startsWith('librbd'))] : [])
+  ...(modes.includes('writeback') ? ['off', ...sides.filter((s) => anchors.includes(s))] : [])
     .filter((a) => sides.includes(a))
     .map((a) => ['writeback', a]),
   ...(modes.includes('writethrough') && modes.includes('off') ? [['writethrough', 'off']] : []),

@@ -100,6 +100,30 @@ export class WriteLog {
       this.reservedBytes -= recordBytes;
       throw this.failure ?? new StoreError('ABORTED', 'the write log is closed');
     }
+    this.queueRecord(offsetBytes, data, recordBytes, onLogged);
+  }
+
+  /**
+   * `append` done synchronously when the log is open, has room and nobody waits for room (they
+   * go first); false (nothing done) otherwise.
+   */
+  appendNow(offsetBytes: number, data: Uint8Array, onLogged: (seq: number) => void): boolean {
+    const recordBytes = recordHeaderBytes + data.length;
+    if (this.closed || this.failure !== null || this.spaceWaiters.length > 0) return false;
+    if (this.reservedBytes > 0 && this.reservedBytes + recordBytes > this.options.bytesMax) {
+      return false;
+    }
+    this.reservedBytes += recordBytes;
+    this.queueRecord(offsetBytes, data, recordBytes, onLogged);
+    return true;
+  }
+
+  private queueRecord(
+    offsetBytes: number,
+    data: Uint8Array,
+    recordBytes: number,
+    onLogged: (seq: number) => void,
+  ): void {
     const seq = this.nextSeq++;
     this.queue.push({ seq, offsetBytes, data, recordBytes });
     this.queuedBytes += recordBytes;
