@@ -2,15 +2,22 @@
 // Goal: a write-back cache survives kill -9 of `atoll serve` in the middle of a fio job: on
 // restart the server replays its log before serving, and fio verifies every block it wrote
 // with zero errors.
-// Method: the real server on the fs backend; a volume whose pipeline is a write-back cache over
-// a 2 ms delay stage (so the drainer lags and the log holds much undrained data at the kill).
+// Method: the real server on the fs backend, and on a Ceph pool (memstore, its own throwaway
+// cluster; the restarted server also waits out the killed one's volume lease); a volume whose
+// pipeline is a write-back cache over a 2 ms delay stage (so the log holds much undrained data
+// at the kill).
 // fio (nbd engine) runs a random-write job with crc32c verify data at iodepth 16; after a few
 // seconds the server gets SIGKILL, fio fails and saves its verify state; the server restarts on
 // the same folder, and fio re-runs the job with --verify_only --verify_state_load, checking
 // every write it saw acknowledged. The volume info after the restart must show the replay.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { startServer } from '../helpers/server.js';
+import { after, before, describe, type TestContext, test } from 'node:test';
+import {
+  type CephCluster,
+  cephUnavailableReason,
+  startCephCluster,
+} from '../helpers/ceph-cluster.js';
+import { type StartOptions, startServer } from '../helpers/server.js';
 import { makeTempDir, removeDir } from '../helpers/store.js';
 import { requireTool, run, runOk } from '../peers/nbd/harness.js';
 
@@ -40,11 +47,14 @@ function nbdUri(serverOutput: string): string {
   return nbd;
 }
 
-test('write-back cache: kill -9 during a fio verify job, restart, zero verify errors', async (t) => {
+type Backend = Omit<StartOptions, 'dataDir'>;
+
+async function killAndVerify(t: TestContext, backend: Backend): Promise<void> {
   if (!requireTool(t, 'fio')) return;
   const dir = await makeTempDir('cache-kill9');
   const data = `${dir}/data`;
-  let server = await startServer({ dataDir: data });
+  const launch = () => startServer({ dataDir: data, ...backend });
+  let server = await launch();
   try {
     const created = await fetch(`${server.url}/api/volumes`, {
       method: 'POST',
@@ -72,7 +82,7 @@ test('write-back cache: kill -9 during a fio verify job, restart, zero verify er
     assert.notEqual(killed.code, 0, 'fio saw the server die');
     assert.ok(info.cache.logBytes > 0, 'the log held data when the server was killed');
 
-    server = await startServer({ dataDir: data });
+    server = await launch();
     const after = await fetch(`${server.url}/api/volumes/wbvol`, {
       headers: { 'x-auth-token': server.token },
     });
@@ -101,4 +111,36 @@ test('write-back cache: kill -9 during a fio verify job, restart, zero verify er
     await server.stop();
     await removeDir(dir);
   }
+}
+
+test('write-back cache: kill -9 during a fio verify job, restart, zero verify errors', (t) =>
+  killAndVerify(t, {}));
+
+describe('write-back cache on a Ceph pool', () => {
+  const reason = cephUnavailableReason();
+  if (reason !== undefined && process.env.CI === 'true') {
+    test('has Ceph and librados (CI)', () => {
+      assert.fail(`the rados cache crash test cannot run under CI: ${reason}`);
+    });
+    return;
+  }
+  let ceph: CephCluster | undefined;
+  before(async () => {
+    if (reason === undefined) ceph = await startCephCluster('atoll');
+  });
+  after(async () => {
+    await ceph?.wipe();
+  });
+  test('kill -9 during a fio verify job, restart, zero verify errors (rados)', {
+    skip: reason ?? false,
+    timeout: 10 * 60_000,
+  }, (t) => {
+    assert.ok(ceph !== undefined);
+    return killAndVerify(t, {
+      backend: 'rados',
+      // A short lease: the restarted server waits for the killed one's to expire.
+      extraArgs: ['--pool', ceph.pool, '--ceph-conf', ceph.conf, '--volume-lease-ms', '3000'],
+      readyTimeoutMs: 60_000,
+    });
+  });
 });
