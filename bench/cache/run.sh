@@ -113,6 +113,21 @@ hit_ratio() { # stats-json [mark-json] -> read hits / pages looked up (since the
   ' "$1" "${2:-}"
 }
 
+timed_jobs() { # uri side [output-prefix]: the four timed 4K jobs, one results row each
+  local uri=$1 side=$2 prefix=${3:-} job spec iops
+  for job in $jobs; do
+    case $job in
+      randread-4k-qd1) spec=(randread 4k 1) ;;
+      randread-4k-qd16) spec=(randread 4k 16) ;;
+      randwrite-4k-qd1) spec=(randwrite 4k 1) ;;
+      randwrite-4k-qd16) spec=(randwrite 4k 16) ;;
+    esac
+    read -r iops _ < <(fio_job "$uri" "$prefix$job" "${spec[@]}" --time_based "--runtime=$runtime")
+    printf '%s\t%s\t%s\n' "$side" "$job" "$iops" >>"$results"
+    echo "   $side $job: $iops IOPS" >&2
+  done
+}
+
 # Leave a mark (the cache figures before the timed jobs) once a write-back cache has drained the
 # fill (at most 60 s): the read jobs then do not share the CPU with draining 128 MiB.
 settle() {
@@ -147,17 +162,7 @@ for mode in $modes; do
   fio_job "$uri" fill write 1m 8 >/dev/null
   fio_job "$uri" warm read 1m 8 >/dev/null
   settle
-  for job in $jobs; do
-    case $job in
-      randread-4k-qd1) spec=(randread 4k 1) ;;
-      randread-4k-qd16) spec=(randread 4k 16) ;;
-      randwrite-4k-qd1) spec=(randwrite 4k 1) ;;
-      randwrite-4k-qd16) spec=(randwrite 4k 16) ;;
-    esac
-    read -r iops _ < <(fio_job "$uri" "$job" "${spec[@]}" --time_based "--runtime=$runtime")
-    printf '%s\t%s\t%s\n' "$mode" "$job" "$iops" >>"$results"
-    echo "   $job: $iops IOPS" >&2
-  done
+  timed_jobs "$uri" "$mode"
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
@@ -179,17 +184,7 @@ if command -v nbdkit >/dev/null; then
   uri="nbd://127.0.0.1:$nbd_port"
   echo "== nbdkit memory (the NBD ceiling): $size" >&2
   fio_job "$uri" nbdkit-fill write 1m 8 >/dev/null
-  for job in $jobs; do
-    case $job in
-      randread-4k-qd1) spec=(randread 4k 1) ;;
-      randread-4k-qd16) spec=(randread 4k 16) ;;
-      randwrite-4k-qd1) spec=(randwrite 4k 1) ;;
-      randwrite-4k-qd16) spec=(randwrite 4k 16) ;;
-    esac
-    read -r iops _ < <(fio_job "$uri" "nbdkit-$job" "${spec[@]}" --time_based "--runtime=$runtime")
-    printf '%s\t%s\t%s\n' nbdkit-memory "$job" "$iops" >>"$results"
-    echo "   nbdkit-memory $job: $iops IOPS" >&2
-  done
+  timed_jobs "$uri" nbdkit-memory nbdkit-
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
