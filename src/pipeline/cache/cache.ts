@@ -281,8 +281,12 @@ export class CacheStage extends PassthroughStage {
   // ---- writes ----------------------------------------------------------------------------------
 
   override async write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
-    // The common write-back case completes without a single await (see writeBackNow).
-    if (this.log !== null && flags?.fua !== true && this.writeBackNow(offsetBytes, data)) return;
+    // The common write-back case: logged and published without waiting (see writeBackNow).
+    const logged = this.log !== null && flags?.fua !== true && this.writeBackNow(offsetBytes, data);
+    if (logged) {
+      await logged;
+      return;
+    }
     if (this.mode === 'writethrough') {
       await this.invalidateAround(offsetBytes, data.length, () =>
         this.next.write(offsetBytes, data, flags),
@@ -322,9 +326,10 @@ export class CacheStage extends PassthroughStage {
   /**
    * A write of whole pages with room for it in dirty memory and in the log, nobody waiting for
    * either: log it and install its pages synchronously (the slow path's awaits cost about as
-   * much as the rest of a 4 KiB write). False when the slow path must take it.
+   * much as the rest of a 4 KiB write); resolves once its record is in the log file. False
+   * when the slow path must take it.
    */
-  private writeBackNow(offsetBytes: number, data: Uint8Array): boolean {
+  private writeBackNow(offsetBytes: number, data: Uint8Array): Promise<void> | false {
     const log = this.log;
     assert(log !== null, 'write-back has a log');
     if (this.stopped || data.length === 0 || this.roundWaiters.length > 0) return false;
@@ -346,11 +351,11 @@ export class CacheStage extends PassthroughStage {
         this.dirty.install(page, copy.subarray(at, Math.min(at + pageBytes, copy.length)), seq);
       }
     });
-    if (!logged) return false;
+    if (logged === null) return false;
     this.lastWriteMs = performance.now();
     this.dirtyAge.note(log.lastSeq, this.lastWriteMs);
     this.kickDrain();
-    return true;
+    return logged;
   }
 
   private async writeBackAdmitted(

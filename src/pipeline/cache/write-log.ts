@@ -3,11 +3,12 @@
 // replayed after a crash, and released a segment at a time once the drainer made its records
 // durable below.
 //
-// A record gets its sequence number when it is logged, but reaches the storage later, in a
-// batch (a few milliseconds, or 1 MiB of records, or the next sync, whichever comes first): a
-// write the client did not ask to be durable needs no system call of its own. Appends stay in
-// sequence order, and a sync appends everything logged before it first, so every record older
-// than a completed sync is in the storage. Why replay stays correct when a record is appended
+// A record gets its sequence number when it is logged (the caller publishes its pages then) and
+// reaches the storage at the end of the microtask run that logged it, together with every other
+// record logged meanwhile: the writes of one socket read cost one write(2), and each is
+// acknowledged once its record is in the storage, so a kill -9 of the process loses no
+// acknowledged write (the page cache keeps it). Appends stay in sequence order, and a sync
+// appends everything logged before it first. Why replay stays correct when a record is appended
 // after its data was drained and its seq released: such a record is newer than every synced
 // record, so replaying it over newer drained bytes can only bring back an unsynced write, never
 // undo a synced one.
@@ -59,11 +60,10 @@ export class WriteLog {
   private appending: Segment | null = null;
   private nextSeq: number;
   private readonly queue: QueuedRecord[] = [];
-  private queuedBytes = 0;
   /** The highest seq `release` was given: records up to it are durable below. */
   private releasedSeq = 0;
   private writing: Promise<void> | null = null;
-  private batchTimer: NodeJS.Timeout | null = null;
+  private appendScheduled = false;
   private failure: StoreError | null = null;
   private syncChain: Promise<void> = Promise.resolve();
   private spaceWaiters: (() => void)[] = [];
@@ -88,9 +88,9 @@ export class WriteLog {
   }
 
   /**
-   * Log one record (`data` must not change afterwards). `onLogged(seq)` runs synchronously when
-   * the record gets its sequence number, in sequence order across all appends, so callers can
-   * publish in log order. The record reaches the storage by the next `sync`.
+   * Log one record (`data` must not change afterwards); resolves once it is in the storage.
+   * `onLogged(seq)` runs synchronously when the record gets its sequence number, in sequence
+   * order across all appends, so callers can publish in log order.
    */
   async append(offsetBytes: number, data: Uint8Array, onLogged: (seq: number) => void) {
     const recordBytes = recordHeaderBytes + data.length;
@@ -100,22 +100,25 @@ export class WriteLog {
       this.reservedBytes -= recordBytes;
       throw this.failure ?? new StoreError('ABORTED', 'the write log is closed');
     }
-    this.queueRecord(offsetBytes, data, recordBytes, onLogged);
+    return this.queueRecord(offsetBytes, data, recordBytes, onLogged);
   }
 
   /**
-   * `append` done synchronously when the log is open, has room and nobody waits for room (they
-   * go first); false (nothing done) otherwise.
+   * `append` with its space taken and the record logged synchronously, when the log is open,
+   * has room and nobody waits for room (they go first); null (nothing done) otherwise.
    */
-  appendNow(offsetBytes: number, data: Uint8Array, onLogged: (seq: number) => void): boolean {
+  appendNow(
+    offsetBytes: number,
+    data: Uint8Array,
+    onLogged: (seq: number) => void,
+  ): Promise<void> | null {
     const recordBytes = recordHeaderBytes + data.length;
-    if (this.closed || this.failure !== null || this.spaceWaiters.length > 0) return false;
+    if (this.closed || this.failure !== null || this.spaceWaiters.length > 0) return null;
     if (this.reservedBytes > 0 && this.reservedBytes + recordBytes > this.options.bytesMax) {
-      return false;
+      return null;
     }
     this.reservedBytes += recordBytes;
-    this.queueRecord(offsetBytes, data, recordBytes, onLogged);
-    return true;
+    return this.queueRecord(offsetBytes, data, recordBytes, onLogged);
   }
 
   private queueRecord(
@@ -123,23 +126,25 @@ export class WriteLog {
     data: Uint8Array,
     recordBytes: number,
     onLogged: (seq: number) => void,
-  ): void {
+  ): Promise<void> {
     const seq = this.nextSeq++;
-    this.queue.push({ seq, offsetBytes, data, recordBytes });
-    this.queuedBytes += recordBytes;
+    const appended = new Promise<void>((resolve, reject) => {
+      this.queue.push({ seq, offsetBytes, data, recordBytes, resolve, reject });
+    });
     onLogged(seq);
-    if (this.queuedBytes >= queuedBytesMax) this.writeNow();
-    else if (this.batchTimer === null && this.writing === null) {
-      this.batchTimer = setTimeout(() => this.writeNow(), batchDelayMs);
+    if (!this.appendScheduled) {
+      // After the synchronous code that logged this (a socket read's whole batch of requests).
+      this.appendScheduled = true;
+      queueMicrotask(() => {
+        this.appendScheduled = false;
+        void this.writeNow();
+      });
     }
+    return appended;
   }
 
   /** Start appending what is queued (unless an append is under way: it takes the rest too). */
   private writeNow(): Promise<void> {
-    if (this.batchTimer !== null) {
-      clearTimeout(this.batchTimer);
-      this.batchTimer = null;
-    }
     if (this.writing === null && this.queue.length > 0) this.writing = this.writeQueued();
     return this.writing ?? Promise.resolve();
   }
@@ -149,7 +154,6 @@ export class WriteLog {
       const batch = takeBatch(this.queue);
       const firstSeq = batch[0]?.seq ?? 0;
       const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
-      this.queuedBytes -= bytes;
       try {
         const segment = await this.segmentFor(firstSeq, bytes);
         const chunks: Uint8Array[] = [];
@@ -170,10 +174,10 @@ export class WriteLog {
         // so the log takes no more (the volume's writes and syncs fail until it is reopened and
         // replayed; the records' bytes still drain from the dirty pages).
         this.failure = new StoreError('IO', 'write-back log append failed', { cause: err });
-        this.queue.splice(0);
-        this.queuedBytes = 0;
+        for (const r of [...batch, ...this.queue.splice(0)]) r.reject(this.failure);
         break;
       }
+      for (const r of batch) r.resolve();
     }
     this.writing = null;
   }
@@ -230,10 +234,8 @@ export class WriteLog {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.batchTimer !== null) clearTimeout(this.batchTimer);
-    this.batchTimer = null;
-    // Records never synced may be dropped (nothing promised them), but not torn mid-append.
-    await this.writing;
+    // Records logged but not appended yet go out first; none is torn mid-append.
+    await this.writeNow();
     for (const wake of this.spaceWaiters) wake();
     await this.storage.close();
   }
@@ -280,14 +282,12 @@ interface QueuedRecord {
   readonly offsetBytes: number;
   readonly data: Uint8Array;
   readonly recordBytes: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
 }
 
 /** Bytes of records written by one append (at least one record, however large). */
 const batchBytesMax = 4 * 1024 * 1024;
-/** Queued records are appended once they reach this many bytes... */
-const queuedBytesMax = 1024 * 1024;
-/** ...or this long after the first of them was logged. */
-const batchDelayMs = 5;
 
 function takeBatch(queue: QueuedRecord[]): QueuedRecord[] {
   let bytes = 0;
