@@ -500,7 +500,7 @@ export class CacheStage extends PassthroughStage {
       for (let page = first; page <= last; page++) if (this.dirty.get(page)) return true;
       return false;
     }
-    for (const [page] of this.dirty.snapshot()) if (page >= first && page <= last) return true;
+    for (const [page] of this.dirty.entries()) if (page >= first && page <= last) return true;
     return false;
   }
 

@@ -52,11 +52,6 @@ export class DirtyPages {
     return this.pages.entries();
   }
 
-  /** Every dirty page, in page order. */
-  snapshot(): [number, DirtyPage][] {
-    return [...this.pages].sort((a, b) => a[0] - b[0]);
-  }
-
   /**
    * `drained` reached the stage below and was flushed there: forget the page unless it was
    * written again or is being merged into right now; then only records after it are needed.
