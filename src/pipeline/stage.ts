@@ -30,6 +30,7 @@ export interface Extent {
 export interface BlockIO {
   readonly sizeBytes: number;
   readonly readOnly: boolean;
+  /** The bytes may be shared (a view of a cache): callers must not modify them. */
   read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
   /**

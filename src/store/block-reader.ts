@@ -59,6 +59,36 @@ export async function readBlockInto(
   }
 }
 
+/**
+ * The bytes of block `idx` as a view of the node's shared block cache, with no copy, when the
+ * block is immutable, the range holds only valid bytes and the cache can give it as one view;
+ * null otherwise (also when the object is missing: readBlockInto then resolves it again). The
+ * view is shared: callers must not modify it.
+ */
+export async function readBlockView(
+  ctx: ReadContext,
+  view: MapView,
+  idx: number,
+  offsetInBlock: number,
+  lengthBytes: number,
+): Promise<Uint8Array | null> {
+  const cache = ctx.blockCache;
+  if (cache === undefined) return null;
+  const source = resolveBlock(view, idx);
+  if (source.kind !== 'object' || offsetInBlock + lengthBytes > source.validBytes) return null;
+  if (!immutable(view, source.entry)) return null;
+  const name = source.entry.name;
+  await ctx.guard.use(name);
+  try {
+    return await cache.view(ctx.backend, name, offsetInBlock, lengthBytes);
+  } catch (err) {
+    if (isStoreError(err, 'NOT_FOUND')) return null;
+    throw err;
+  } finally {
+    ctx.guard.done(name);
+  }
+}
+
 /** After `source` of block `idx` was found missing: reload what may name it from the metadata. */
 export async function refreshAfterMissing(
   ctx: ReadContext,

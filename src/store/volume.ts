@@ -44,6 +44,7 @@ import {
   blockPieces,
   mapExtents,
   readBlockInto,
+  readBlockView,
   readSourceInto,
   refreshAfterMissing,
 } from './block-reader.js';
@@ -167,14 +168,20 @@ export class Volume implements BlockIO, MapView {
     this.checkRange(offsetBytes, lengthBytes);
     // A node that lost the lease has a stale map: it must not answer reads either.
     this.fence?.checkLease();
-    const out = readBuffer(lengthBytes);
     const idx = Math.floor(offsetBytes / blockSizeBytes);
     const offsetInBlock = offsetBytes - idx * blockSizeBytes;
     if (lengthBytes > 0 && offsetInBlock + lengthBytes <= blockSizeBytes) {
-      // One block (every small read): no piece list, no Promise.all.
+      // One block (every small read): no piece list, no Promise.all. An immutable block (an
+      // image's, a snapshot's) comes as a view of the shared cache: no buffer, no copy.
+      if (!this.blockLocks.has(idx)) {
+        const shared = await readBlockView(this.ctx, this, idx, offsetInBlock, lengthBytes);
+        if (shared !== null) return shared;
+      }
+      const out = readBuffer(lengthBytes);
       await this.readPiece(idx, offsetInBlock, out, 0, lengthBytes);
       return out;
     }
+    const out = readBuffer(lengthBytes);
     const reads: Promise<void>[] = [];
     for (const p of blockPieces(offsetBytes, lengthBytes)) {
       reads.push(this.readPiece(p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));
