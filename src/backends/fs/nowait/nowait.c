@@ -11,8 +11,6 @@
 #include <errno.h>
 #include <node_api.h>
 #include <stdint.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -72,71 +70,12 @@ static napi_value pwrite_nowait(napi_env env, napi_callback_info info) {
   return call(env, info, do_write);
 }
 
-// The write-back log's segments are shared mappings of preallocated files (see
-// pipeline/cache/log-storage.ts): a record is a memcpy into the page cache, which a kill -9 of
-// the process does not lose, instead of a write(2) per batch.
-
-// (fd, length) -> 0 or -errno: reserve the file's blocks, so stores into a mapping of it never
-// meet ENOSPC (which would be SIGBUS).
-static napi_value allocate_file(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_value result;
-  int32_t fd;
-  int64_t length;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &length) != napi_ok || length <= 0) {
-    napi_throw_type_error(env, NULL, "expected (fd, length > 0)");
-    return NULL;
-  }
-  int err = posix_fallocate(fd, 0, (off_t)length);
-  napi_create_int32(env, -err, &result);
-  return result;
-}
-
-static void unmap(napi_env env, void *data, void *hint) {
-  (void)env;
-  munmap(data, (size_t)(uintptr_t)hint);
-}
-
-// (fd, length) -> ArrayBuffer over a MAP_SHARED read-write mapping of the file's first `length`
-// bytes, or -errno. The mapping lives as long as the ArrayBuffer (unmapped when it is collected),
-// so no JavaScript view can outlive it.
-static napi_value map_shared(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_value result;
-  int32_t fd;
-  int64_t length;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &length) != napi_ok || length <= 0) {
-    napi_throw_type_error(env, NULL, "expected (fd, length > 0)");
-    return NULL;
-  }
-  void *at = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (at == MAP_FAILED) {
-    napi_create_int32(env, -errno, &result);
-    return result;
-  }
-  if (napi_create_external_arraybuffer(env, at, (size_t)length, unmap,
-                                       (void *)(uintptr_t)length, &result) != napi_ok) {
-    munmap(at, (size_t)length);
-    napi_throw_error(env, NULL, "external ArrayBuffer refused");
-    return NULL;
-  }
-  return result;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"preadNoWait", NULL, pread_nowait, NULL, NULL, NULL, napi_default, NULL},
       {"pwriteNoWait", NULL, pwrite_nowait, NULL, NULL, NULL, napi_default, NULL},
-      {"allocateFile", NULL, allocate_file, NULL, NULL, NULL, napi_default, NULL},
-      {"mapShared", NULL, map_shared, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, 2, props);
   return exports;
 }
 
