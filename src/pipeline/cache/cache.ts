@@ -548,14 +548,15 @@ export class CacheStage extends PassthroughStage {
   }
 
   /** Wait until the next round is due (see the design note). */
-  private async pace(stuck: boolean): Promise<void> {
+  private async pace(stuckRounds: number): Promise<void> {
     if (this.stopped) return;
-    if (stuck) {
+    if (stuckRounds > 0) {
       // After a round that could forget no page (every one was rewritten or is being merged into
-      // meanwhile), only a write that lands can change that: neither pressure nor waiters may
-      // start the next round at once, or drainer and waiters would chase each other in
-      // microtasks (a memory backend never yields) and starve the I/O the merges wait for.
-      await this.pause(drainIdleMs, true);
+      // meanwhile), neither pressure nor waiters may start the next round at once, or drainer
+      // and waiters would chase each other in microtasks (a memory backend never yields) and
+      // starve the I/O the merges wait for. A write that lands ends the pause; otherwise it
+      // grows from 1 ms (the rewritten pages can usually go in the next round) to 100 ms.
+      await this.pause(Math.min(drainIdleMs, 2 ** (stuckRounds - 1)), true);
       return;
     }
     for (;;) {
@@ -612,12 +613,13 @@ export class CacheStage extends PassthroughStage {
 
   private async drainLoop(): Promise<void> {
     let retryMs = 10;
-    let stuck = false;
+    let stuckRounds = 0;
     while (!this.stopped && this.dirty.size > 0) {
-      await this.pace(stuck);
+      await this.pace(stuckRounds);
       let failure: unknown = null;
       try {
-        stuck = (await this.inLowerTurn(() => this.drainRound())) === 0;
+        const forgotten = await this.inLowerTurn(() => this.drainRound());
+        stuckRounds = forgotten === 0 ? stuckRounds + 1 : 0;
         retryMs = 10;
       } catch (err) {
         failure = err;
