@@ -7,6 +7,8 @@
 //
 //   acquire --lock ok--> held --renew ok (every ttl/3)--> held
 //      |                  |--renew CONFLICT, or expiry passed without a renewal--> lost
+//      |                  |  (noticed by the next write, flush or renewal: a renewal that
+//      |                  |  finds, or ends after, the expiry never revives the lease)
 //      |                  |--release (volume closed or deleted)--> unlock, gone
 //      '--CONFLICT until acquireWaitMs--> CONFLICT ("served by another node")
 //

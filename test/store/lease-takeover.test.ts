@@ -35,10 +35,12 @@ import {
 import { assertBytesEqual, makeTempDir, patternBytes, removeDir } from '../helpers/store.js';
 
 /**
- * A's lease is short, as the test waits it out; B's and C's are long, so that a loaded machine
- * (slow renewals) cannot expire them mid-test. B gives up on a held lease after 3 s.
+ * A's lease is short, as the test waits it out (3 s: an expired lease is lost even when no write
+ * notices it, so its renewals need slack on a loaded machine); B's and C's are long, so that a
+ * loaded machine (slow renewals) cannot expire them mid-test. B gives up on a held lease after
+ * 3 s.
  */
-const ttlMsA = 2_000;
+const ttlMsA = 3_000;
 const leaseB = { ttlMs: 15_000, acquireWaitMs: 3_000 };
 const MiB = 1024 * 1024;
 
