@@ -16,8 +16,15 @@ const run = promisify(execFile);
 
 /** Why Ceph tests cannot run here, or undefined when they can. */
 export function cephUnavailableReason(): string | undefined {
-  for (const tool of ['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/ceph']) {
-    if (!existsSync(tool)) return `${tool} missing (apt-get install ceph-mon ceph-osd ceph-mgr)`;
+  for (const tool of [
+    '/usr/bin/ceph-mon',
+    '/usr/bin/ceph-osd',
+    '/usr/bin/ceph',
+    '/usr/bin/rados',
+  ]) {
+    if (!existsSync(tool)) {
+      return `${tool} missing (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common)`;
+    }
   }
   if (process.getuid?.() !== 0) return 'scripts/ceph-dev.sh needs root';
   try {
