@@ -311,6 +311,8 @@ if (
         assert.ok(failed?.type === 'reconnect-failed');
         assert.equal(failed.address, addressA);
         assert.match(failed.reason, /connect/);
+        assert.equal(a.health().reachable, false, 'no working client: not ready');
+        assert.match(a.health().lastError ?? '', /cannot reconnect after blocklisting/);
 
         process.kill(monPid, 'SIGCONT');
         monStopped = false;
@@ -324,6 +326,7 @@ if (
           ['blocklisted', 'reconnect-failed', 'reconnect-failed', 'reconnected'],
         );
         assert.notEqual(a.clientAddress, addressA);
+        assert.equal(a.health().reachable, true);
         await a.put('after', Buffer.from('A again'));
         assert.equal(Buffer.from(await b.read('after', 0, 64)).toString(), 'A again');
         await b.unlock(leaseB);

@@ -835,6 +835,8 @@ export class RadosBackend implements Backend {
       const reason = err instanceof Error ? err.message : String(err);
       this.#dead = { conn: old, address: oldAddress, entity, locks, reason };
       this.#event({ type: 'reconnect-failed', address: oldAddress, reason });
+      // No working client: /readyz says so until a call gets an answer on a new one.
+      this.#unanswered(`cannot reconnect after blocklisting: ${reason}`);
       return;
     }
     this.#dead = undefined;
