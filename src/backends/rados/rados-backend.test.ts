@@ -85,9 +85,18 @@ if (
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), 'atoll-ceph-'));
       conf = join(dir, 'ceph.conf');
-      // Even ports from 20000 to 59998; the mon also takes the next one.
-      const monPort = 20_000 + 2 * Math.floor(Math.random() * 20_000);
-      await run(script, ['start'], { env: { ...env(), MON_PORT: String(monPort) } });
+      // Even ports from 20000 to 32764 (the mon also takes the next one), below Linux's
+      // ephemeral range; another one when the mon cannot bind (a start wipes the last one).
+      for (let attempt = 1; ; attempt++) {
+        const monPort = 20_000 + 2 * Math.floor(Math.random() * 6_383);
+        try {
+          await run(script, ['start'], { env: { ...env(), MON_PORT: String(monPort) } });
+          break;
+        } catch (err) {
+          const stderr = String((err as { stderr?: unknown }).stderr);
+          if (attempt >= 3 || !/Address already in use/.test(stderr)) throw err;
+        }
+      }
     });
 
     after(async () => {
