@@ -3,7 +3,8 @@
 // handover (issue 7, docs/operations.md "PostgreSQL and several nodes" and "Ceph outages"):
 // - one blocklisting drops every volume of the node: node A serves two volumes and stalls past
 //   its lease; node B takes over only one of them, which blocklists A's ceph client. Once A
-//   runs again, both volumes are gone from A (the other one's writes fail with EPERM too), A
+//   runs again, the blocklisting costs A both leases (its log names both), both volumes are
+//   gone from A (the other one's writes fail with EPERM too), A
 //   opens the other one again through a new client and a new lease, and no flushed write of
 //   either volume is lost;
 // - an OSD outage longer than the lease drops the node's volumes: writes fail (EIO while the
@@ -278,6 +279,17 @@ if (reason !== undefined && cephRequired()) {
         /ceph client replaced/.test(a.output()) ? true : undefined,
       );
       assert.match(a.output(), /this node was blocklisted/);
+      // The blocklisting took every lease of A's client, `two`'s too.
+      const blocklisted = a
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('"type":"blocklisted"'))
+        .map((line) => JSON.parse(line) as { leasesLost: string[] });
+      assert.equal(blocklisted.length, 1, 'one blocklisting');
+      assert.deepEqual(
+        [...(blocklisted[0]?.leasesLost ?? [])].sort(),
+        [`vol.${ids.one}`, `vol.${ids.two}`].sort(),
+      );
       const lost = await waitFor('both leases lost', 10_000, () => {
         const set = lostVolumes(a);
         return set.has(ids.one) && set.has(ids.two) ? set : undefined;
