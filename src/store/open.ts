@@ -235,6 +235,15 @@ async function openBackend(
               'cannot reconnect after blocklisting; the next call tries again',
             );
             break;
+          case 'holder-not-blocklisted':
+            logger?.warn(
+              { backend: 'rados', ...event },
+              `took over ${event.lease} after its lease expired without blocklisting the ceph ` +
+                `client of ${event.owner}: ${event.reason}; a block write it still has in ` +
+                'flight may land (the epoch fences still refuse its map commits and its writes ' +
+                'to blocks written since)',
+            );
+            break;
         }
       },
       onHealthChange: (health) => {

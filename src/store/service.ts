@@ -177,8 +177,12 @@ export class AtollService implements Atoll {
             now: ctx.nowMs,
             onLost: (id, reason) => {
               // Another node has the volume now: forget ours, a later open takes a new lease.
+              // The pipeline too (NBD and openVolume go through it): it holds the lost Volume,
+              // so keeping it would refuse every later client of this volume on this node. Its
+              // current handles keep it and keep getting PERMISSION (EPERM), as they should.
               options.logger?.warn({ volume: id, reason }, 'volume lease lost');
               this.volumes.delete(id);
+              this.pipelines.delete(id);
             },
           });
   }

@@ -101,6 +101,28 @@ describe('volume leases', () => {
     }
   });
 
+  it('drops an expired lease at its next renewal, even when nobody wrote or took it', async () => {
+    // An idle volume whose renewals could not land for a whole ttl (an outage, a stall) is lost
+    // like a busy one: the renewal must not revive it, although the backend would allow it.
+    let nowMs = 1_000_000;
+    const { backend, a, lost } = twoNodes({ now: () => nowMs });
+    try {
+      const viaA = await a.acquire('v1');
+      nowMs += 1_500; // past the ttl, nobody else took it
+      await sleep(500); // one renewal period (ttl / 3) and then some
+      assert.deepEqual(lost, ['node-a:v1']);
+      await assert.rejects(viaA.write('v1_1_0', 0, bytes('X')), (err) =>
+        isStoreError(err, 'PERMISSION'),
+      );
+      // A later open takes the lease again.
+      const again = await a.acquire('v1');
+      await again.write('v1_1_0', 0, bytes('A'));
+    } finally {
+      await a.releaseAll();
+      await backend.close();
+    }
+  });
+
   it('keeps a lease alive past its ttl by renewing it', async () => {
     const { backend, a, b } = twoNodes();
     try {

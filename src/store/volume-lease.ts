@@ -7,6 +7,8 @@
 //
 //   acquire --lock ok--> held --renew ok (every ttl/3)--> held
 //      |                  |--renew CONFLICT, or expiry passed without a renewal--> lost
+//      |                  |  (noticed by the next write, flush or renewal: a renewal that
+//      |                  |  finds, or ends after, the expiry never revives the lease)
 //      |                  |--release (volume closed or deleted)--> unlock, gone
 //      '--CONFLICT until acquireWaitMs--> CONFLICT ("served by another node")
 //
@@ -138,9 +140,7 @@ class LeaseHolder {
   /** PERMISSION unless the lease is still ours and unexpired by the local clock. */
   check(): Lease {
     if (this.released) throw new StoreError('PERMISSION', `lease ${this.current.name} released`);
-    if (this.lostReason === null && this.now() >= this.current.expiresAtMs) {
-      this.lose(`lease ${this.current.name} expired before it could be renewed`);
-    }
+    this.expired();
     if (this.lostReason !== null) {
       throw new StoreError('PERMISSION', `this node lost the volume: ${this.lostReason}`);
     }
@@ -149,6 +149,9 @@ class LeaseHolder {
 
   private async renew(): Promise<void> {
     if (this.released || this.lostReason !== null) return;
+    // An expired lease is lost, whether or not a write noticed it first: never revived by a
+    // renewal (an idle volume must be dropped like a busy one when an outage outlasts it).
+    if (this.expired()) return;
     try {
       const renewed = await this.backend.renew(this.current, this.ttlMs);
       if (renewed.epoch !== this.current.epoch) {
@@ -156,7 +159,8 @@ class LeaseHolder {
         this.lose(`lease ${this.current.name} came back with epoch ${renewed.epoch}`);
         return;
       }
-      if (!this.released && this.lostReason === null) this.current = renewed;
+      if (this.released || this.lostReason !== null || this.expired()) return;
+      this.current = renewed;
     } catch (err) {
       // A transient error leaves the lease to its expiry (checked before each write); a refusal
       // means another node has it.
@@ -164,6 +168,14 @@ class LeaseHolder {
         this.lose(err instanceof Error ? err.message : String(err));
       }
     }
+  }
+
+  /** Whether the lease ran out by the local clock (then it is lost). */
+  private expired(): boolean {
+    if (this.lostReason === null && !this.released && this.now() >= this.current.expiresAtMs) {
+      this.lose(`lease ${this.current.name} expired before it could be renewed`);
+    }
+    return this.lostReason !== null;
   }
 
   /** The lease is gone for good (a renewal or a fence refused it). Idempotent. */

@@ -340,6 +340,11 @@ if (reason !== undefined && required) {
       // B blocklisted A's client when it took the expired lease over; A noticed, replaced its
       // client, and still serves everything but the lost volume.
       assert.match(b.output(), /blocklisted the ceph client/, 'B fenced A off on takeover');
+      // A's lease had expired by its own clock, so its refusals above were local; its first
+      // call to the cluster (the probe, every 2 s, at the latest) meets the blocklisting.
+      for (let i = 0; i < 100 && !/this node was blocklisted/.test(a.output()); i++) {
+        await sleep(100);
+      }
       assert.match(a.output(), /this node was blocklisted/, 'A noticed the blocklisting');
       for (let i = 0; i < 100 && !/ceph client replaced/.test(a.output()); i++) await sleep(100);
       assert.match(a.output(), /ceph client replaced/, 'A reconnected');

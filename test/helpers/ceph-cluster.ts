@@ -16,8 +16,15 @@ const run = promisify(execFile);
 
 /** Why Ceph tests cannot run here, or undefined when they can. */
 export function cephUnavailableReason(): string | undefined {
-  for (const tool of ['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/ceph']) {
-    if (!existsSync(tool)) return `${tool} missing (apt-get install ceph-mon ceph-osd ceph-mgr)`;
+  for (const tool of [
+    '/usr/bin/ceph-mon',
+    '/usr/bin/ceph-osd',
+    '/usr/bin/ceph',
+    '/usr/bin/rados',
+  ]) {
+    if (!existsSync(tool)) {
+      return `${tool} missing (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common)`;
+    }
   }
   if (process.getuid?.() !== 0) return 'scripts/ceph-dev.sh needs root';
   try {
@@ -54,32 +61,43 @@ export async function startCephCluster(
   options: CephClusterOptions = {},
 ): Promise<CephCluster> {
   const script = join(repoRoot(), 'scripts', 'ceph-dev.sh');
-  const dir = await mkdtemp(join(tmpdir(), 'atoll-ceph-'));
-  // Even ports from 20000 to 59998; the mon also takes the next one.
-  const monPort = 20_000 + 2 * Math.floor(Math.random() * 20_000);
-  const env = {
-    ...process.env,
-    CEPH_DEV_DIR: dir,
-    STORE: options.store ?? 'memstore',
-    POOLS: pool,
-    MON_PORT: String(monPort),
-  };
-  const verb = async (name: string, timeoutMs: number) => {
+  const verb = async (name: string, env: NodeJS.ProcessEnv, timeoutMs: number) => {
     await run(script, [name], { env, timeout: timeoutMs });
   };
-  const wipe = () => verb('wipe', 120_000);
-  try {
-    await verb('start', 180_000);
-  } catch (err) {
-    await wipe().catch(() => undefined);
-    throw err;
+  // A port someone took meanwhile (another cluster, a listener) fails the mon's bind: try again
+  // with another one, a few times.
+  for (let attempt = 1; ; attempt++) {
+    const dir = await mkdtemp(join(tmpdir(), 'atoll-ceph-'));
+    const env = {
+      ...process.env,
+      CEPH_DEV_DIR: dir,
+      STORE: options.store ?? 'memstore',
+      POOLS: pool,
+      MON_PORT: String(randomMonPort()),
+    };
+    try {
+      await verb('start', env, 180_000);
+    } catch (err) {
+      await verb('wipe', env, 120_000).catch(() => undefined);
+      const stderr = (err as { stderr?: unknown }).stderr;
+      if (attempt < 3 && /Address already in use/.test(String(stderr))) continue;
+      throw err;
+    }
+    return {
+      conf: join(dir, 'ceph.conf'),
+      pool,
+      dir,
+      stopOsd: () => verb('osd-stop', env, 60_000),
+      startOsd: () => verb('osd-start', env, 120_000),
+      wipe: () => verb('wipe', env, 120_000),
+    };
   }
-  return {
-    conf: join(dir, 'ceph.conf'),
-    pool,
-    dir,
-    stopOsd: () => verb('osd-stop', 60_000),
-    startOsd: () => verb('osd-start', 120_000),
-    wipe,
-  };
+}
+
+/**
+ * An even mon port from 20000 to 32764 (the mon also takes the next one): below Linux's
+ * ephemeral range (32768-60999), where the local ports of outgoing connections would collide.
+ */
+export function randomMonPort(): number {
+  return 20_000 + 2 * Math.floor(Math.random() * 6_383);
 }

@@ -12,10 +12,16 @@
 // metadata (FencedError), and a third node C then reads exactly B's data plus A's flushed
 // writes. On rados, A then replaces its blocklisted client and keeps working. Runs on the memory
 // backend and on rados (a throwaway memstore cluster, one client per node); without Ceph the
-// rados half skips, and under CI=true or ATOLL_RADOS_REQUIRED=1 it fails instead.
+// rados half skips, and under CI=true or ATOLL_RADOS_REQUIRED=1 it fails instead. A second rados
+// run makes A's lock records what a version from before blocklisting wrote (no atoll.addr): B
+// then takes over without blocklisting A (a warning event per lease), A's late write to a block
+// nobody wrote since lands in an object no committed map names, and the epoch fences (the OSD's
+// and the metadata's) still refuse everything else.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import type { Backend, Lease } from '../../src/backends/backend.js';
 import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import type { RadosClientEvent } from '../../src/backends/rados/rados-backend.js';
@@ -34,11 +40,15 @@ import {
 } from '../helpers/ceph-cluster.js';
 import { assertBytesEqual, makeTempDir, patternBytes, removeDir } from '../helpers/store.js';
 
+const execFileAsync = promisify(execFile);
+
 /**
- * A's lease is short, as the test waits it out; B's and C's are long, so that a loaded machine
- * (slow renewals) cannot expire them mid-test. B gives up on a held lease after 3 s.
+ * A's lease is short, as the test waits it out (3 s: an expired lease is lost even when no write
+ * notices it, so its renewals need slack on a loaded machine); B's and C's are long, so that a
+ * loaded machine (slow renewals) cannot expire them mid-test. B gives up on a held lease after
+ * 3 s.
  */
-const ttlMsA = 2_000;
+const ttlMsA = 3_000;
 const leaseB = { ttlMs: 15_000, acquireWaitMs: 3_000 };
 const MiB = 1024 * 1024;
 
@@ -147,6 +157,15 @@ async function takeover(
   backends: { a: Backend; b: Backend; c: Backend },
   dir: string,
   freezeBackendA: () => void = () => {},
+  options: {
+    /** Runs once A holds the three leases (e.g. to rewrite their lock records). */
+    readonly afterOpen?: () => Promise<void>;
+    /**
+     * B cannot blocklist A (A recorded no address): A's late write to a block nobody wrote since
+     * lands in an object of its own, which no committed map names.
+     */
+    readonly unfenced?: boolean;
+  } = {},
 ) {
   const dbPath = `${dir}/atoll.db`;
   const stalled = new StalledRenewals(backends.a);
@@ -177,6 +196,8 @@ async function takeover(
       return true;
     });
 
+    await options.afterOpen?.();
+
     // A stalls: its renewals hang and its clock stops, so A itself notices nothing.
     stalled.stalled = true;
     a.freeze();
@@ -195,7 +216,11 @@ async function takeover(
 
     // A's late write to a block nobody has written since the takeover: no object carries B's
     // epoch, so on rados only the blocklisting of A's client (by B, on takeover) refuses it.
-    await refused(ax.write(blockSizeBytes, block(97)), "A's late write to a block B never wrote");
+    if (options.unfenced === true) {
+      await ax.write(blockSizeBytes, block(97)); // the gap the blocklisting closes
+    } else {
+      await refused(ax.write(blockSizeBytes, block(97)), "A's late write to a block B never wrote");
+    }
     // A's late block write is refused by the backend fence (A's own clock sees no expiry)...
     const lateWrite = await refused(av.write(0, block(99)), "A's late write");
     assert.match(lateWrite.message, /fenced/);
@@ -309,6 +334,82 @@ if (reason !== undefined && required) {
         assert.equal(Buffer.from(await c.read('after-recovery', 0, 64)).toString(), 'A is back');
       } finally {
         await Promise.allSettled([a.close(), b.close(), c.close()]);
+      }
+    });
+
+    it('takes over from a holder of an older version (no address) without blocklisting; the epoch fences hold', async () => {
+      // Goal: a node of a version from before blocklisting recorded no client address on its
+      // lock objects; a current node takes its expired leases over anyway, warns (one event per
+      // lease), blocklists nobody, and the epoch fences still refuse the old holder's late map
+      // commit and its late write to a block the new holder wrote. Method: the scenario above,
+      // with atoll.addr removed from A's three lock objects (rados CLI) once A holds them, as
+      // an older version wrote them (epoch, holder, expiry).
+      assert.ok(ceph !== undefined);
+      const { conf, dir: cephDir } = ceph;
+      const { RadosBackend } = await import('../../src/backends/rados/rados-backend.js');
+      const namespace = `legacy-${process.pid}`;
+      const events: { node: string; event: RadosClientEvent }[] = [];
+      const open = (node: string, now: () => number = Date.now) =>
+        RadosBackend.open({
+          cephConf: conf,
+          pool: 'leases',
+          namespace,
+          timeouts: { connectMs: 10_000, osdOpMs: 10_000, monOpMs: 10_000 },
+          now,
+          onClientEvent: (event) => events.push({ node, event }),
+        });
+      const rados = async (...args: string[]) => {
+        const locks = ['-c', conf, '-p', 'leases', `--namespace=${namespace}.atoll.locks`];
+        const { stdout } = await execFileAsync('timeout', ['60', 'rados', ...locks, ...args], {
+          env: { ...process.env, CEPH_DEV_DIR: cephDir },
+        });
+        return stdout;
+      };
+      let frozenMs: number | null = null;
+      const [a, b, c] = [
+        await open('a', () => frozenMs ?? Date.now()),
+        await open('b'),
+        await open('c'),
+      ];
+      const addressA = a.clientAddress;
+      const legacyDir = await makeTempDir('lease-legacy');
+      try {
+        await takeover(
+          { a, b, c },
+          legacyDir,
+          () => {
+            frozenMs = Date.now();
+          },
+          {
+            unfenced: true,
+            afterOpen: async () => {
+              const locks = (await rados('ls')).split('\n').filter((n) => n.startsWith('vol.'));
+              assert.equal(locks.length, 3, `A's three lock objects: ${locks.join(' ')}`);
+              for (const lock of locks) {
+                assert.equal(await rados('getxattr', lock, 'atoll.addr'), addressA);
+                await rados('rmxattr', lock, 'atoll.addr');
+              }
+            },
+          },
+        );
+        const summary = events.map(({ node, event }) => `${node} ${event.type}`);
+        assert.deepEqual(summary, [
+          'b holder-not-blocklisted',
+          'b holder-not-blocklisted',
+          'b holder-not-blocklisted',
+        ]);
+        for (const { event } of events) {
+          assert.ok(event.type === 'holder-not-blocklisted');
+          assert.equal(event.owner, 'node-a');
+          assert.match(event.reason, /no ceph client address/);
+        }
+        // A was not blocklisted: the same client keeps working.
+        assert.equal(a.clientAddress, addressA);
+        await a.put('legacy-after', Buffer.from('A unfenced'));
+        assert.equal(Buffer.from(await c.read('legacy-after', 0, 64)).toString(), 'A unfenced');
+      } finally {
+        await Promise.allSettled([a.close(), b.close(), c.close()]);
+        await removeDir(legacyDir);
       }
     });
   });

@@ -32,7 +32,12 @@ const script = join(root, 'scripts', 'ceph-dev.sh');
 const pool = 'test';
 
 function unavailableReason(): string | undefined {
-  for (const tool of ['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/ceph']) {
+  for (const tool of [
+    '/usr/bin/ceph-mon',
+    '/usr/bin/ceph-osd',
+    '/usr/bin/ceph',
+    '/usr/bin/rados',
+  ]) {
     if (!existsSync(tool)) return `${tool} missing (apt-get install ceph-mon ceph-osd ceph-mgr)`;
   }
   if (process.getuid?.() !== 0) return 'scripts/ceph-dev.sh needs root';
@@ -66,6 +71,8 @@ if (
     });
     const ceph = (...args: string[]) =>
       run('timeout', ['60', 'ceph', '-c', conf, ...args], { env: env() });
+    const radosCli = (...args: string[]) =>
+      run('timeout', ['60', 'rados', '-c', conf, ...args], { env: env() });
     const open = (options: Partial<RadosBackendOptions> = {}) =>
       RadosBackend.open({
         cephConf: conf,
@@ -78,9 +85,18 @@ if (
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), 'atoll-ceph-'));
       conf = join(dir, 'ceph.conf');
-      // Even ports from 20000 to 59998; the mon also takes the next one.
-      const monPort = 20_000 + 2 * Math.floor(Math.random() * 20_000);
-      await run(script, ['start'], { env: { ...env(), MON_PORT: String(monPort) } });
+      // Even ports from 20000 to 32764 (the mon also takes the next one), below Linux's
+      // ephemeral range; another one when the mon cannot bind (a start wipes the last one).
+      for (let attempt = 1; ; attempt++) {
+        const monPort = 20_000 + 2 * Math.floor(Math.random() * 6_383);
+        try {
+          await run(script, ['start'], { env: { ...env(), MON_PORT: String(monPort) } });
+          break;
+        } catch (err) {
+          const stderr = String((err as { stderr?: unknown }).stderr);
+          if (attempt >= 3 || !/Address already in use/.test(stderr)) throw err;
+        }
+      }
     });
 
     after(async () => {
@@ -242,6 +258,162 @@ if (
         await a.unlock(otherAgain);
         await b.unlock(leaseB);
         assert.equal(a.nativeInflight, 0);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('retries a failed reconnect after blocklisting: the next call reconnects once the monitors answer', async () => {
+      // Goal: a node blocklisted while the monitors are unreachable cannot replace its client;
+      // it must say so, answer every call with a retryable error (never a call on the dead
+      // client, never a hang), and serve again through a new client on the first call once the
+      // monitors answer. Method: B takes A's expired lease (blocklisting A's client), then the
+      // only monitor is stopped (SIGSTOP by its PID file), so a new client's connect times out
+      // (connectMs 3 s). A's next call fails (it ran on the blocklisted client) and starts the
+      // reconnect; the two after it fail UNAVAILABLE (retryable) with one reconnect-failed
+      // event each. After SIGCONT, A's next call reconnects and succeeds, and A takes a lease
+      // again with a higher epoch.
+      const namespace = `reconnect-${process.pid}`;
+      const eventsA: RadosClientEvent[] = [];
+      const connectMs = 3_000;
+      const a = await open({
+        namespace,
+        probeIntervalMs: 0,
+        timeouts: { connectMs, osdOpMs: 10_000, monOpMs: 10_000 },
+        onClientEvent: (event) => eventsA.push(event),
+      });
+      const b = await open({ namespace, blocklistExpireSeconds: 600 });
+      const addressA = a.clientAddress;
+      const monPid = Number((await readFile(join(dir, 'run', 'mon.a.pid'), 'utf8')).trim());
+      assert.ok(Number.isSafeInteger(monPid) && monPid > 1, `mon PID ${monPid}`);
+      let monStopped = false;
+      try {
+        const leaseA = await a.lock('vol', 'node-a', 200);
+        await a.put('before', Buffer.from('A'));
+        await sleep(300);
+        const leaseB = await b.lock('vol', 'node-b', 60_000);
+        assert.equal(leaseB.epoch, leaseA.epoch + 1);
+
+        process.kill(monPid, 'SIGSTOP');
+        monStopped = true;
+        await assert.rejects(a.read('before', 0, 1), (err) => err instanceof BlocklistedError);
+        const unavailable = (err: unknown) => {
+          assert.ok(isStoreError(err, 'UNAVAILABLE'), `expected UNAVAILABLE, got ${String(err)}`);
+          assert.equal(err.retryable, true);
+          assert.match(err.message, /blocklisted and reconnecting failed/);
+          return true;
+        };
+        // Waits for the reconnect the failed call started, which times out.
+        let startMs = Date.now();
+        await assert.rejects(a.put('during', Buffer.from('x')), unavailable);
+        assert.ok(Date.now() - startMs < connectMs + 5_000, `waited ${Date.now() - startMs} ms`);
+        // The next call tries again (and fails again: the monitor still sleeps).
+        startMs = Date.now();
+        await assert.rejects(a.stat('before'), unavailable);
+        assert.ok(Date.now() - startMs < connectMs + 5_000, `waited ${Date.now() - startMs} ms`);
+        assert.deepEqual(
+          eventsA.map((event) => event.type),
+          ['blocklisted', 'reconnect-failed', 'reconnect-failed'],
+        );
+        const failed = eventsA[1];
+        assert.ok(failed?.type === 'reconnect-failed');
+        assert.equal(failed.address, addressA);
+        assert.match(failed.reason, /connect/);
+        assert.equal(a.health().reachable, false, 'no working client: not ready');
+        assert.match(a.health().lastError ?? '', /cannot reconnect after blocklisting/);
+
+        process.kill(monPid, 'SIGCONT');
+        monStopped = false;
+        // The monitor answers again (and still lists A's old client).
+        const { stdout } = await ceph('osd', 'blocklist', 'ls');
+        assert.ok(stdout.includes(addressA.replace(/^[a-z0-9]+:/, '')), stdout);
+        // The first call after it reconnects and succeeds.
+        assert.equal(Buffer.from(await a.read('before', 0, 1)).toString(), 'A');
+        assert.deepEqual(
+          eventsA.map((event) => event.type),
+          ['blocklisted', 'reconnect-failed', 'reconnect-failed', 'reconnected'],
+        );
+        assert.notEqual(a.clientAddress, addressA);
+        assert.equal(a.health().reachable, true);
+        await a.put('after', Buffer.from('A again'));
+        assert.equal(Buffer.from(await b.read('after', 0, 64)).toString(), 'A again');
+        await b.unlock(leaseB);
+        const again = await a.lock('vol', 'node-a', 5_000);
+        assert.equal(again.epoch, leaseB.epoch + 1);
+        await a.unlock(again);
+        assert.equal(a.nativeInflight, 0);
+      } finally {
+        if (monStopped) process.kill(monPid, 'SIGCONT');
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('takes over from a holder that recorded no address (an older version) without blocklisting it', async () => {
+      // Goal: a lease held by a node of a version from before blocklisting (its lock record has
+      // no atoll.addr) is taken over after it expired: without blocklisting anyone (there is no
+      // address; never a guess), with a warning event, and with the epoch fence intact. Method:
+      // A (frozen clock: it believes in its lease) locks and writes; its lock record is then
+      // made what an older version wrote (atoll.addr removed with the rados CLI). B takes over
+      // after the expiry: one holder-not-blocklisted event, no blocklist entry for A, a higher
+      // epoch. A's client keeps working (not blocklisted), but its fenced write to what B wrote
+      // is refused on the OSD and its renewal is refused.
+      const namespace = `legacy-${process.pid}`;
+      const frozenMs = Date.now();
+      const eventsA: RadosClientEvent[] = [];
+      const eventsB: RadosClientEvent[] = [];
+      const a = await open({
+        namespace,
+        now: () => frozenMs,
+        probeIntervalMs: 0,
+        onClientEvent: (event) => eventsA.push(event),
+      });
+      const b = await open({
+        namespace,
+        blocklistExpireSeconds: 600,
+        onClientEvent: (event) => eventsB.push(event),
+      });
+      const addressA = a.clientAddress;
+      try {
+        const leaseA = await a.lock('vol', 'node-a', 200);
+        await a.write('data', 0, Buffer.from('AAAA'), { fence: leaseA });
+        const locks = ['-p', pool, `--namespace=${namespace}.atoll.locks`];
+        const address = await radosCli(...locks, 'getxattr', 'vol', 'atoll.addr');
+        assert.equal(address.stdout, addressA, 'the current version records the address');
+        await radosCli(...locks, 'rmxattr', 'vol', 'atoll.addr');
+        await sleep(300);
+
+        const leaseB = await b.lock('vol', 'node-b', 5_000);
+        assert.equal(leaseB.epoch, leaseA.epoch + 1);
+        assert.equal(eventsB.length, 1, JSON.stringify(eventsB));
+        const [warning] = eventsB;
+        assert.ok(warning?.type === 'holder-not-blocklisted', JSON.stringify(warning));
+        assert.equal(warning.lease, 'vol');
+        assert.equal(warning.owner, 'node-a');
+        assert.match(warning.reason, /no ceph client address/);
+        const { stdout } = await ceph('osd', 'blocklist', 'ls');
+        assert.ok(!stdout.includes(addressA.replace(/^[a-z0-9]+:/, '')), stdout);
+        // B records its own address: the next takeover blocklists B.
+        assert.equal(
+          (await radosCli(...locks, 'getxattr', 'vol', 'atoll.addr')).stdout,
+          b.clientAddress,
+        );
+
+        await b.write('data', 0, Buffer.from('BB'), { fence: leaseB });
+        await assert.rejects(a.write('data', 0, Buffer.from('XX'), { fence: leaseA }), (err) => {
+          assert.ok(isStoreError(err, 'PERMISSION'), String(err));
+          assert.ok(!(err instanceof BlocklistedError), 'the epoch fence, not a blocklisting');
+          return true;
+        });
+        await assert.rejects(a.renew(leaseA, 1_000), (err) => isStoreError(err, 'CONFLICT'));
+        assert.equal(Buffer.from(await b.read('data', 0, 10)).toString(), 'BBAA');
+        // A was not blocklisted: the same client keeps working.
+        await a.put('a-alive', Buffer.from('yes'));
+        assert.equal(Buffer.from(await b.read('a-alive', 0, 10)).toString(), 'yes');
+        assert.equal(a.clientAddress, addressA);
+        assert.deepEqual(eventsA, []);
+        await b.unlock(leaseB);
       } finally {
         await a.close();
         await b.close();

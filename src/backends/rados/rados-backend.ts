@@ -52,8 +52,13 @@
 // old one's RADOS locks are broken and it is shut down once its calls ended:
 //
 //   connected --EBLOCKLISTED--> recovering (calls wait) --connected--> connected (new client)
-//                                           '--connect failed--> connected (old client; the
-//                                              next EBLOCKLISTED tries again)
+//                                    ^      '--connect failed--> dead (calls that waited fail
+//                                    |                           UNAVAILABLE, retryable)
+//                                    '----- next call or probe ----'
+//
+// A dead client is never used again: the next call (or the probe, on an idle node) tries to
+// reconnect first and runs on the new client once that works, so a node whose reconnect failed
+// (monitors unreachable) serves again as soon as the cluster answers.
 import { createHash, randomBytes } from 'node:crypto';
 import { BlocklistedError, StoreError } from '../../core/errors.js';
 import type {
@@ -142,7 +147,27 @@ export type RadosClientEvent =
   /** A new client replaced the blocklisted one. */
   | { readonly type: 'reconnected'; readonly oldAddress: string; readonly address: string }
   /** Reconnecting failed; the next call tries again. */
-  | { readonly type: 'reconnect-failed'; readonly address: string; readonly reason: string };
+  | { readonly type: 'reconnect-failed'; readonly address: string; readonly reason: string }
+  /**
+   * This node took over a lease whose holder let it expire without blocklisting that holder:
+   * it recorded no client address (a node of a version from before blocklisting), so a write
+   * it still has in flight may land on an object the new holder has not written yet.
+   */
+  | {
+      readonly type: 'holder-not-blocklisted';
+      readonly lease: string;
+      readonly owner: string;
+      readonly reason: string;
+    };
+
+/** A blocklisted client not replaced yet (the reconnect failed), and what #reconnect needs. */
+interface DeadConnection {
+  readonly conn: Connection;
+  readonly address: string;
+  readonly entity: string;
+  readonly locks: readonly { name: string; cookie: string }[];
+  readonly reason: string;
+}
 
 /** One librados client (cluster handle) and its two ioctxs. */
 interface Connection {
@@ -212,6 +237,8 @@ export class RadosBackend implements Backend {
   #generation = 0;
   /** The reconnect in progress: calls wait for it (it never rejects). */
   #recovering: Promise<void> | undefined;
+  /** The blocklisted client whose replacement failed: the next call or probe tries again. */
+  #dead: DeadConnection | undefined;
   /** Shutdowns of retired connections, awaited by close(). */
   readonly #retiring = new Set<Promise<void>>();
   /** Addresses of this backend's earlier (blocklisted) clients: never blocklisted again. */
@@ -537,7 +564,16 @@ export class RadosBackend implements Backend {
     const expireSeconds = this.#blocklistExpireSeconds;
     // No address: a holder from before addresses were recorded. Our own: another owner here,
     // or one of our blocklisted clients.
-    if (expireSeconds === 0 || address === '' || address === this.clientAddress) return;
+    if (expireSeconds === 0 || address === this.clientAddress) return;
+    if (address === '') {
+      this.#event({
+        type: 'holder-not-blocklisted',
+        lease: name,
+        owner: ownerOf(holder),
+        reason: 'it recorded no ceph client address (a node of an older version)',
+      });
+      return;
+    }
     if (this.#formerAddresses.has(address)) return;
     // Taking several volumes of one dead node blocklists it once (until half its entry is over).
     const listedUntilMs = this.#blocklistedHolders.get(address);
@@ -708,10 +744,22 @@ export class RadosBackend implements Backend {
     { answers = true }: { answers?: boolean } = {},
   ): Promise<T> {
     if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+    // The client was blocklisted and could not be replaced yet: try again first.
+    if (this.#dead !== undefined && this.#recovering === undefined) this.#retryReconnect();
     if (this.#recovering !== undefined) {
       // The client was blocklisted: wait for its replacement, then use that.
       await this.#recovering;
       if (this.#closed) throw new StoreError('ABORTED', 'rados backend is closed');
+      const dead = this.#dead;
+      if (dead !== undefined) {
+        // Never a call on the dead client: it would only fail again, and not retryably.
+        throw new StoreError(
+          'UNAVAILABLE',
+          `${what}: this node's ceph client was blocklisted and reconnecting failed, ` +
+            `the next call tries again: ${dead.reason}`,
+          { retryable: true },
+        );
+      }
     }
     if (!this.#health.reachable && this.#inflight >= this.#unreachableInflightMax) {
       throw new StoreError(
@@ -747,6 +795,8 @@ export class RadosBackend implements Backend {
    */
   #blocklisted(conn: Connection, err: StoreError): void {
     if (conn !== this.#conn || this.#recovering !== undefined || this.#closed) return;
+    // Known already (a late answer to a call sent before): its reconnect is retried anyway.
+    if (this.#dead?.conn === conn) return;
     this.#generation++;
     const leasesLost = [...this.#leases.keys()];
     // The dead client's RADOS locks, broken once a new client runs (see #reconnect).
@@ -780,11 +830,16 @@ export class RadosBackend implements Backend {
     try {
       fresh = await connect(this.#options);
     } catch (err) {
-      // The old client stays: its next call fails again and tries again.
+      // The dead client stays in #conn (close() shuts it down), unused: the next call or probe
+      // tries again.
       const reason = err instanceof Error ? err.message : String(err);
+      this.#dead = { conn: old, address: oldAddress, entity, locks, reason };
       this.#event({ type: 'reconnect-failed', address: oldAddress, reason });
+      // No working client: /readyz says so until a call gets an answer on a new one.
+      this.#unanswered(`cannot reconnect after blocklisting: ${reason}`);
       return;
     }
+    this.#dead = undefined;
     this.#conn = fresh;
     await Promise.all(
       locks.map(({ name, cookie }) =>
@@ -803,6 +858,17 @@ export class RadosBackend implements Backend {
     })();
     this.#retiring.add(retired);
     void retired.finally(() => this.#retiring.delete(retired));
+  }
+
+  /** Tries again to replace the dead client (one attempt at a time; calls wait for it). */
+  #retryReconnect(): void {
+    const dead = this.#dead;
+    if (dead === undefined || this.#recovering !== undefined || this.#closed) return;
+    this.#recovering = this.#reconnect(dead.conn, dead.address, dead.entity, dead.locks).finally(
+      () => {
+        this.#recovering = undefined;
+      },
+    );
   }
 
   #event(event: RadosClientEvent): void {
@@ -837,6 +903,11 @@ export class RadosBackend implements Backend {
   /** One probe at a time: a stat that must answer (ENOENT counts) within probeTimeoutMs. */
   #startProbe(): void {
     if (this.#probe !== undefined || this.#closed || this.#recovering !== undefined) return;
+    if (this.#dead !== undefined) {
+      // An idle node whose reconnect failed tries again at the probe's pace.
+      this.#retryReconnect();
+      return;
+    }
     const conn = this.#conn;
     const deadline = setTimeout(() => {
       this.#unanswered(`no answer from the OSDs to a probe within ${this.#probeTimeoutMs} ms`);
