@@ -182,7 +182,14 @@ export class AtollService implements Atoll {
               // current handles keep it and keep getting PERMISSION (EPERM), as they should.
               options.logger?.warn({ volume: id, reason }, 'volume lease lost');
               this.volumes.delete(id);
+              const pipeline = this.pipelines.get(id);
               this.pipelines.delete(id);
+              // Its cache stops without draining; its log stays for the next open here.
+              void pipeline
+                ?.then((p) => p.retire())
+                .catch((err) =>
+                  options.logger?.error({ err, volume: id }, 'stopping a lost pipeline failed'),
+                );
             },
           });
   }

@@ -55,6 +55,8 @@ export class VolumePipeline {
   private gateWaiters = 0;
   private exclusiveChain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Set once the volume's lease was lost (see retire). */
+  private retired: Promise<void> | null = null;
 
   private constructor(
     readonly volume: Volume,
@@ -99,6 +101,10 @@ export class VolumePipeline {
         this.gateWaiters--;
       }
     }
+    // Stages above the mapper answer without it (a write-back cache acknowledges from its log):
+    // once the lease is lost they must refuse too, or writes would be acknowledged into a log
+    // that the next holder of the volume on this node replays before them and then empties.
+    this.volume.checkLease();
     if (this.closed) throw new StoreError('ABORTED', `volume ${this.volume.name} is closed`);
     this.inflight++;
     try {
@@ -159,8 +165,24 @@ export class VolumePipeline {
     });
   }
 
+  /**
+   * The volume's lease was lost: stop at once, without draining (every write below would be
+   * refused), and keep the cache's files and this node's log mark: whoever opens the volume next
+   * on this node replays the log. Without this the drainer retried its refused writes for ever.
+   */
+  retire(): Promise<void> {
+    if (this.retired === null) {
+      this.closed = true;
+      this.retired = (async () => {
+        await this.built.cache?.abandon();
+      })();
+    }
+    return this.retired;
+  }
+
   /** Drain and close the stages (not the mapper); clears this node's log mark. */
   async close(): Promise<void> {
+    if (this.retired !== null) return this.retired;
     await this.exclusive(async () => {
       await this.detach();
       this.closed = true;

@@ -439,6 +439,11 @@ export class Volume implements BlockIO, MapView {
     }
   }
 
+  /** PERMISSION once this node lost the volume's lease (a no-op without leases). */
+  checkLease(): void {
+    this.fence?.checkLease();
+  }
+
   /** Admit one mutating request unless a snapshot or resize holds the gate. */
   private async enter(): Promise<void> {
     while (this.gate !== null) await this.gate;
