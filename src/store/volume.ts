@@ -163,11 +163,14 @@ export class Volume implements BlockIO, MapView {
 
   // ---- BlockIO -------------------------------------------------------------------------------
 
-  async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  async read(offsetBytes: number, lengthBytes: number, target?: Uint8Array): Promise<Uint8Array> {
     this.checkRange(offsetBytes, lengthBytes);
     // A node that lost the lease has a stale map: it must not answer reads either.
     this.fence?.checkLease();
-    const out = readBuffer(lengthBytes);
+    const out =
+      target !== undefined && target.length >= lengthBytes
+        ? target.subarray(0, lengthBytes)
+        : readBuffer(lengthBytes);
     const idx = Math.floor(offsetBytes / blockSizeBytes);
     const offsetInBlock = offsetBytes - idx * blockSizeBytes;
     if (lengthBytes > 0 && offsetInBlock + lengthBytes <= blockSizeBytes) {
