@@ -201,7 +201,9 @@ const opsPerSecond = (s, j) => {
   const r = meta.find((m) => m[0] === s && m[1] === j);
   return r === undefined ? Number.NaN : Number(r[2]) / (Number(r[3]) / 1000);
 };
-console.log(`\n${'job (ops/s)'.padEnd(20)}${metaSides.map((s) => pad(s)).join('')}`);
+if (metaJobs.length > 0) {
+  console.log(`\n${'job (ops/s)'.padEnd(20)}${metaSides.map((s) => pad(s)).join('')}`);
+}
 for (const j of metaJobs) {
   const cells = metaSides.map((s) => pad(opsPerSecond(s, j).toFixed(1).replace('NaN', '-')));
   console.log(`${j.padEnd(20)}${cells.join('')}`);
