@@ -13,7 +13,7 @@
 //   the pool did not hand out are ignored, so a stage that returned its own buffer costs
 //   nothing).
 // - At most `freeBytesMax` stay pooled (128 MiB: a QD16 burst of 4 MiB reads gives back up to
-//   16 buffers before it takes again; with 32 MiB, the GC ran ~10 times a second again), the
+//   16 buffers before it takes again; with 32 MiB, the GC ran ~6 times a second again), the
 //   rest are left to the GC; after `idleMs` without a `take`, the free lists are dropped. A
 //   buffer that never comes back (a dropped connection) is simply collected.
 // - Whoever gives a buffer back must be the last user: the pool hands it out again at once.
