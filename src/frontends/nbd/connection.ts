@@ -344,13 +344,9 @@ export class Connection {
     // Large reads go into a pooled buffer, reused once the socket has written the reply: fresh
     // MiB-sized buffers made V8 run a full GC every few reads (see core/buffer-pool.ts).
     const target = readBuffers.pools(h.lengthBytes) ? readBuffers.take(h.lengthBytes) : undefined;
-    let data: Uint8Array;
-    try {
-      data = await this.io.read(h.offsetBytes, h.lengthBytes, target);
-    } catch (err) {
-      if (target !== undefined) readBuffers.give(target);
-      throw err;
-    }
+    // A failed read does not give its buffer back: a read of several blocks fails with the first
+    // piece, and the others may still be writing into it.
+    const data = await this.io.read(h.offsetBytes, h.lengthBytes, target);
     if (data.length !== h.lengthBytes) throw new AssertionError('read returns the whole range');
     const header = this.structured
       ? encodeChunkDataHeader(h, replyFlagDone, h.offsetBytes, data.length)
