@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# RADOS benchmark: Atoll over NBD (fio's nbd engine) on the rados backend against librbd
-# (`rbd bench`) on an rbd image, both in one throwaway cluster (scripts/ceph-dev.sh, memstore by
-# default, pool `rbd` with application rbd). Each side gets a SIZE region pre-filled with 4M
-# sequential writes (timed: write-4m-fresh, every write allocates a block), then: 4K random write and read at QD1 and QD16, 4M sequential write and
-# read (QD16). librbd runs twice for the 4K jobs: as `rbd bench` comes (rbd_cache on: librbd's
-# write-back cache acknowledges writes from memory, which is what makes its QD1 writes fast) and
-# with --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage. Then clone
-# storm and snapshots (bench/rados/clone-snap.ts) against librbd's clone and snap create of the
-# same count (bench/rados/clone-snap-rbd.py, python3-rbd in one process; plus a few `rbd` CLI
-# calls for the per-process cost), and fio's rbd engine (cache off, time-based: the same client on
-# both sides). Prints the tables and, last, the ratios Atoll/librbd (goal
-# noted in issue 7: >= 0.8 without a cache stage).
+# RADOS benchmark: Atoll over NBD (fio's nbd engine) on the rados backend against librbd on an
+# rbd image, both in one throwaway cluster (scripts/ceph-dev.sh, memstore by default, pool `rbd`
+# with application rbd). Each side gets a SIZE region pre-filled with 4M sequential writes
+# (timed: write-4m-fresh, every write allocates a block), then: 4K random write and read at QD1
+# and QD16, 4M sequential write and read (QD16). Jobs are interleaved: each job runs on Atoll,
+# then on fio's rbd engine (librbd, cache off, time-based: the same client tool on both sides),
+# then `rbd bench` twice for the 4K jobs: as it comes (rbd_cache on: librbd's write-back cache
+# acknowledges writes from memory, which is what makes its QD1 writes fast) and with
+# --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage. So both sides see
+# the same cluster state. Then clone storm and snapshots (bench/rados/clone-snap.ts) against
+# librbd's clone and snap create of the same count (bench/rados/clone-snap-rbd.py, python3-rbd in
+# one process; plus a few `rbd` CLI calls for the per-process cost). Prints the tables and, last,
+# the ratios Atoll/librbd (goal noted in issue 7: >= 0.8 without a cache stage).
 #
 #   npm run build && bash bench/rados/run.sh
 #   STORE=bluestore RUNTIME=20 bash bench/rados/run.sh
+#   JOBS=read-4m-seq,randread-4k-qd16 NO_RBD_BENCH=1 bash bench/rados/run.sh
 #
-# Environment: RUNTIME seconds per Atoll job (10), SIZE (1g), STORE (memstore), BENCH_DIR (a new
+# Environment: RUNTIME seconds per fio job (10), SIZE (1g), STORE (memstore), BENCH_DIR (a new
 # folder under /var/tmp; kept when given), MON_PORT (random even port). rbd bench runs by
 # volume, not time: IO_TOTAL_4K (64M at QD16, a quarter at QD1) and IO_TOTAL_4M (1G). CLONES
 # (200) and SNAPS (50) size the clone-storm and snapshot runs; CLI_CALLS (10) the rbd CLI row.
+# JOBS: comma-separated jobs to run (default all: randwrite-4k-qd1, randwrite-4k-qd16,
+# randread-4k-qd1, randread-4k-qd16, write-4m-seq, read-4m-seq, clone-snap); the fill always
+# runs. NO_RBD_BENCH=1 skips `rbd bench` (fio's rbd engine stays the anchor).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +35,7 @@ io_total_4m=${IO_TOTAL_4M:-1G}
 clones=${CLONES:-200}
 snaps=${SNAPS:-50}
 cli_calls=${CLI_CALLS:-10}
+jobs_filter=${JOBS:-}
 keep=${BENCH_DIR:+1}
 dir=${BENCH_DIR:-$(mktemp -d /var/tmp/atoll-rados-bench.XXXXXX)}
 mkdir -p "$dir"
@@ -72,35 +78,24 @@ ATOLL_TOKEN=$(cat "$dir/atoll/admin.token")
 node "$root/dist/src/cli/main.js" volume create vol --size "$(bytes "$size")" >/dev/null
 uri="$nbd_url/vol"
 
+fio_iops() { # fio JSON output -> prints "iops MiB/s" of its first job
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).jobs[0];
+    const io = r.read.io_bytes > 0 ? r.read : r.write;
+    console.log(io.iops.toFixed(0), (io.bw_bytes / 1048576).toFixed(1));
+  ' "$1"
+}
+wanted() { [ -z "$jobs_filter" ] || [[ ",$jobs_filter," == *",$1,"* ]]; }
+
 fio_job() { # name rw bs iodepth [fill] -> prints "iops MiB/s"
   local name=$1 rw=$2 bs=$3 qd=$4 time_args=(--time_based "--runtime=$runtime")
   [ "${5:-}" = fill ] && time_args=()
   fio --name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$qd" \
     --size="$size" --invalidate=0 "${time_args[@]}" --output-format=json \
     --randrepeat=0 --norandommap --output="$dir/$name.json" >"$dir/$name.err" 2>&1
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).jobs[0];
-    const io = r.read.io_bytes > 0 ? r.read : r.write;
-    console.log(io.iops.toFixed(0), (io.bw_bytes / 1048576).toFixed(1));
-  ' "$dir/$name.json"
+  fio_iops "$dir/$name.json"
 }
 
-# The fill allocates every block of a fresh volume (one RADOS object each): its own figure.
-read -r iops mibs < <(fio_job fill write 4m 16 fill)
-record atoll write-4m-fresh "$iops" "$mibs"
-for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16" \
-  "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" \
-  "write-4m-seq write 4m 16" "read-4m-seq read 4m 16"; do
-  read -r job rw bs qd <<<"$spec"
-  read -r iops mibs < <(fio_job "$job" "$rw" "$bs" "$qd")
-  record atoll "$job" "$iops" "$mibs"
-done
-echo "== atoll: clone storm ($clones) and snapshots ($snaps)" >&2
-node "$root/dist/bench/rados/clone-snap.js" --clones "$clones" --snaps "$snaps" | tee -a "$meta" >&2
-kill -TERM "$atoll_pid"; wait "$atoll_pid" 2>/dev/null || true; atoll_pid=
-
-# --- librbd (rbd bench) -------------------------------------------------------------------------
-echo "== librbd: rbd bench on rbd/img ($size)" >&2
 rbd_() { timeout 600 rbd -c "$conf" "$@"; }
 rbd_ create --size "$(( $(bytes "$size") / 1048576 ))M" rbd/img
 rbd_bench() { # name type size pattern threads total [side rbd-options...] -> records
@@ -116,53 +111,72 @@ rbd_bench() { # name type size pattern threads total [side rbd-options...] -> re
     const [v, u] = process.argv.slice(1); const f = {B: 1 / 1048576, KiB: 1 / 1024, MiB: 1, GiB: 1024};
     console.log((Number(v) * (f[u] ?? NaN)).toFixed(1));' $bps)"
 }
-rbd_bench write-4m-fresh write 4M seq 16 "$(bytes "$size")"
-quarter=$(( $(bytes "$io_total_4k") / 4 ))
-rbd_bench randwrite-4k-qd1 write 4K rand 1 "$quarter"
-rbd_bench randwrite-4k-qd16 write 4K rand 16 "$(bytes "$io_total_4k")"
-rbd_bench randread-4k-qd1 read 4K rand 1 "$quarter"
-rbd_bench randread-4k-qd16 read 4K rand 16 "$(bytes "$io_total_4k")"
-rbd_bench write-4m-seq write 4M seq 16 "$(bytes "$io_total_4m")"
-rbd_bench read-4m-seq read 4M seq 16 "$(bytes "$io_total_4m")"
-for spec in "randwrite-4k-qd1 write 1 $quarter" "randwrite-4k-qd16 write 16 $(bytes "$io_total_4k")" \
-  "randread-4k-qd1 read 1 $quarter" "randread-4k-qd16 read 16 $(bytes "$io_total_4k")"; do
-  read -r job type threads total <<<"$spec"
-  rbd_bench "$job" "$type" 4K rand "$threads" "$total" librbd-nocache --rbd-cache=false
-done
-
 # fio's own rbd engine on the same image, librbd's cache off, time-based like Atoll's jobs: the
 # same client tool on both sides, so the ratio shows what the NBD hop and Atoll cost.
-echo "== librbd: fio rbd engine, --rbd-cache=false" >&2
-for spec in "randwrite-4k-qd1 randwrite 4k 1" "randwrite-4k-qd16 randwrite 4k 16" \
-  "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" \
-  "write-4m-seq write 4m 16" "read-4m-seq read 4m 16"; do
-  read -r job rw bs qd <<<"$spec"
-  CEPH_CONF=$conf CEPH_ARGS=--rbd-cache=false timeout 600 fio --name="fio-$job" --ioengine=rbd \
+fio_rbd_job() { # name rw bs iodepth -> records fio-librbd-nc
+  local name=$1 rw=$2 bs=$3 qd=$4
+  CEPH_CONF=$conf CEPH_ARGS=--rbd-cache=false timeout 600 fio --name="fio-$name" --ioengine=rbd \
     --clientname=admin --pool=rbd --rbdname=img --rw="$rw" --bs="$bs" --iodepth="$qd" \
     --size="$size" --time_based "--runtime=$runtime" --output-format=json --randrepeat=0 \
-    --norandommap --output="$dir/fio-$job.json" >"$dir/fio-$job.err" 2>&1
-  read -r iops mibs < <(node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).jobs[0];
-    const io = r.read.io_bytes > 0 ? r.read : r.write;
-    console.log(io.iops.toFixed(0), (io.bw_bytes / 1048576).toFixed(1));
-  ' "$dir/fio-$job.json")
-  record fio-librbd-nc "$job" "$iops" "$mibs"
-done
-
-echo "== librbd: clone storm ($clones) and snapshots ($snaps), python3-rbd" >&2
-timeout 1800 /usr/bin/python3 "$root/bench/rados/clone-snap-rbd.py" "$conf" rbd "$clones" "$snaps" \
-  1024 64 | tee -a "$meta" >&2
-cli_ms() { # command... NAME -> total ms of cli_calls runs, NAME suffixed with the run's index
-  local start end last=${!#}
-  start=$(date +%s%N)
-  for i in $(seq 1 "$cli_calls"); do "${@:1:$#-1}" "$last$i" >/dev/null; done
-  end=$(date +%s%N)
-  echo $(((end - start) / 1000000))
+    --norandommap --output="$dir/fio-$name.json" >"$dir/fio-$name.err" 2>&1
+  read -r iops mibs < <(fio_iops "$dir/fio-$name.json")
+  record fio-librbd-nc "$name" "$iops" "$mibs"
 }
-printf 'rbd-cli\tclone-1by1\t%s\t%s\n' "$cli_calls" \
-  "$(cli_ms rbd_ clone rbd/cs-base@base rbd/cs-cli)" | tee -a "$meta" >&2
-printf 'rbd-cli\twrite4k+snapshot\t%s\t%s\n' "$cli_calls" \
-  "$(cli_ms rbd_ snap create rbd/cs-snapvol@cli)" | tee -a "$meta" >&2
+
+# Each job runs on both sides back to back (Atoll, then fio's rbd engine without cache, then
+# rbd bench), so both see the same cluster state (memstore's growth, the OSD's warm-up) instead
+# of Atoll getting a fresh cluster and librbd a used one. The fills always run (reads need
+# data); JOBS (comma-separated job names, default all) picks the timed jobs.
+# The fill allocates every block of a fresh volume (one RADOS object each): its own figure.
+echo "== write-4m-fresh (fill of $size on both sides)" >&2
+read -r iops mibs < <(fio_job fill write 4m 16 fill)
+record atoll write-4m-fresh "$iops" "$mibs"
+rbd_bench write-4m-fresh write 4M seq 16 "$(bytes "$size")"
+quarter=$(( $(bytes "$io_total_4k") / 4 ))
+total_4k=$(bytes "$io_total_4k")
+total_4m=$(bytes "$io_total_4m")
+# job rw bs qd | rbd bench: type pattern threads total (4K jobs also run with --rbd-cache=false)
+for spec in "randwrite-4k-qd1 randwrite 4k 1 write rand 1 $quarter" \
+  "randwrite-4k-qd16 randwrite 4k 16 write rand 16 $total_4k" \
+  "randread-4k-qd1 randread 4k 1 read rand 1 $quarter" \
+  "randread-4k-qd16 randread 4k 16 read rand 16 $total_4k" \
+  "write-4m-seq write 4m 16 write seq 16 $total_4m" \
+  "read-4m-seq read 4m 16 read seq 16 $total_4m"; do
+  read -r job rw bs qd type pattern threads total <<<"$spec"
+  wanted "$job" || continue
+  echo "== $job" >&2
+  read -r iops mibs < <(fio_job "$job" "$rw" "$bs" "$qd")
+  record atoll "$job" "$iops" "$mibs"
+  fio_rbd_job "$job" "$rw" "$bs" "$qd"
+  if [ -z "${NO_RBD_BENCH:-}" ]; then
+    rbd_bench "$job" "$type" "${bs^^}" "$pattern" "$threads" "$total"
+    if [ "$bs" = 4k ]; then
+      rbd_bench "$job" "$type" 4K "$pattern" "$threads" "$total" librbd-nocache --rbd-cache=false
+    fi
+  fi
+done
+if wanted clone-snap; then
+  echo "== atoll: clone storm ($clones) and snapshots ($snaps)" >&2
+  node "$root/dist/bench/rados/clone-snap.js" --clones "$clones" --snaps "$snaps" | tee -a "$meta" >&2
+fi
+kill -TERM "$atoll_pid"; wait "$atoll_pid" 2>/dev/null || true; atoll_pid=
+
+if wanted clone-snap; then
+  echo "== librbd: clone storm ($clones) and snapshots ($snaps), python3-rbd" >&2
+  timeout 1800 /usr/bin/python3 "$root/bench/rados/clone-snap-rbd.py" "$conf" rbd "$clones" "$snaps" \
+    1024 64 | tee -a "$meta" >&2
+  cli_ms() { # command... NAME -> total ms of cli_calls runs, NAME suffixed with the run's index
+    local start end last=${!#}
+    start=$(date +%s%N)
+    for i in $(seq 1 "$cli_calls"); do "${@:1:$#-1}" "$last$i" >/dev/null; done
+    end=$(date +%s%N)
+    echo $(((end - start) / 1000000))
+  }
+  printf 'rbd-cli\tclone-1by1\t%s\t%s\n' "$cli_calls" \
+    "$(cli_ms rbd_ clone rbd/cs-base@base rbd/cs-cli)" | tee -a "$meta" >&2
+  printf 'rbd-cli\twrite4k+snapshot\t%s\t%s\n' "$cli_calls" \
+    "$(cli_ms rbd_ snap create rbd/cs-snapvol@cli)" | tee -a "$meta" >&2
+fi
 
 node - "$results" "$meta" <<'EOF'
 const load = (path) => require('fs').readFileSync(path, 'utf8').trim().split('\n')
@@ -187,7 +201,9 @@ const opsPerSecond = (s, j) => {
   const r = meta.find((m) => m[0] === s && m[1] === j);
   return r === undefined ? Number.NaN : Number(r[2]) / (Number(r[3]) / 1000);
 };
-console.log(`\n${'job (ops/s)'.padEnd(20)}${metaSides.map((s) => pad(s)).join('')}`);
+if (metaJobs.length > 0) {
+  console.log(`\n${'job (ops/s)'.padEnd(20)}${metaSides.map((s) => pad(s)).join('')}`);
+}
 for (const j of metaJobs) {
   const cells = metaSides.map((s) => pad(opsPerSecond(s, j).toFixed(1).replace('NaN', '-')));
   console.log(`${j.padEnd(20)}${cells.join('')}`);

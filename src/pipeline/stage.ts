@@ -30,8 +30,13 @@ export interface Extent {
 export interface BlockIO {
   readonly sizeBytes: number;
   readonly readOnly: boolean;
-  /** The bytes may be shared (a view of a cache): callers must not modify them. */
-  read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
+  /**
+   * The bytes may be shared (a view of a cache): callers must not modify them. `target`
+   * (optional, at least `lengthBytes` long): a buffer the caller owns and may reuse once it is
+   * done with the result; a stage may read into it and return a view of it, and must not keep
+   * it. Stages that ignore it return their own buffer.
+   */
+  read(offsetBytes: number, lengthBytes: number, target?: Uint8Array): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
   /**
    * Optional: `write` of the concatenation of `chunks`, without joining them first (a large NBD

@@ -310,8 +310,8 @@ class MapperPort implements BlockIO {
   get readOnly(): boolean {
     return this.volume.readOnly;
   }
-  read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-    return this.volume.read(offsetBytes, lengthBytes);
+  read(offsetBytes: number, lengthBytes: number, target?: Uint8Array): Promise<Uint8Array> {
+    return this.volume.read(offsetBytes, lengthBytes, target);
   }
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     return this.volume.write(offsetBytes, data, flags);
@@ -348,8 +348,8 @@ export class PipelineHandle implements BlockIO {
   get sizeBytes(): number {
     return this.pipeline.sizeBytes;
   }
-  read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-    return this.pipeline.run((io) => io.read(offsetBytes, lengthBytes));
+  read(offsetBytes: number, lengthBytes: number, target?: Uint8Array): Promise<Uint8Array> {
+    return this.pipeline.run((io) => io.read(offsetBytes, lengthBytes, target));
   }
   write(offsetBytes: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     return this.pipeline.run((io) => io.write(offsetBytes, data, flags));

@@ -164,10 +164,14 @@ export class Volume implements BlockIO, MapView {
 
   // ---- BlockIO -------------------------------------------------------------------------------
 
-  async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  async read(offsetBytes: number, lengthBytes: number, target?: Uint8Array): Promise<Uint8Array> {
     this.checkRange(offsetBytes, lengthBytes);
     // A node that lost the lease has a stale map: it must not answer reads either.
     this.fence?.checkLease();
+    const buffer = () =>
+      target !== undefined && target.length >= lengthBytes
+        ? target.subarray(0, lengthBytes)
+        : readBuffer(lengthBytes);
     const idx = Math.floor(offsetBytes / blockSizeBytes);
     const offsetInBlock = offsetBytes - idx * blockSizeBytes;
     if (lengthBytes > 0 && offsetInBlock + lengthBytes <= blockSizeBytes) {
@@ -177,11 +181,11 @@ export class Volume implements BlockIO, MapView {
         const shared = await readBlockView(this.ctx, this, idx, offsetInBlock, lengthBytes);
         if (shared !== null) return shared;
       }
-      const out = readBuffer(lengthBytes);
+      const out = buffer();
       await this.readPiece(idx, offsetInBlock, out, 0, lengthBytes);
       return out;
     }
-    const out = readBuffer(lengthBytes);
+    const out = buffer();
     const reads: Promise<void>[] = [];
     for (const p of blockPieces(offsetBytes, lengthBytes)) {
       reads.push(this.readPiece(p.idx, p.offsetInBlock, out, p.position, p.lengthBytes));

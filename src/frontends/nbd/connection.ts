@@ -29,6 +29,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { AssertionError } from '../../core/assert.js';
+import { BufferPool } from '../../core/buffer-pool.js';
 import { isStoreError } from '../../core/errors.js';
 import { blockSizeBytes } from '../../core/limits.js';
 import type { BlockIO, Extent, WriteFlags } from '../../pipeline/stage.js';
@@ -81,6 +82,8 @@ const allowedFlags: Record<number, number> = {
 
 /** Replies queued past this many bytes go to the socket at once instead of at the turn's end. */
 const replyBatchBytes = 64 * 1024;
+/** READ buffers of 64 KiB and more, shared by the connections of the process. */
+const readBuffers = new BufferPool();
 
 /** WRITE payloads longer than this are taken as socket chunks (see parseOne). */
 const writevBytesMin = 64 * 1024;
@@ -111,6 +114,8 @@ export class Connection {
   /** Replies not yet handed to the socket (see send). */
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  /** Called once the pending replies are written (pooled READ buffers go back). */
+  private pendingWritten: (() => void)[] = [];
   private flushScheduled = false;
   private closeDone: () => void = () => {};
   readonly closed: Promise<void>;
@@ -336,12 +341,21 @@ export class Connection {
         return;
       }
     }
-    const data = await this.io.read(h.offsetBytes, h.lengthBytes);
+    // Large reads go into a pooled buffer, reused once the socket has written the reply: fresh
+    // MiB-sized buffers made V8 run a full GC every few reads (see core/buffer-pool.ts).
+    const target = readBuffers.pools(h.lengthBytes) ? readBuffers.take(h.lengthBytes) : undefined;
+    // A failed read does not give its buffer back: a read of several blocks fails with the first
+    // piece, and the others may still be writing into it.
+    const data = await this.io.read(h.offsetBytes, h.lengthBytes, target);
     if (data.length !== h.lengthBytes) throw new AssertionError('read returns the whole range');
     const header = this.structured
       ? encodeChunkDataHeader(h, replyFlagDone, h.offsetBytes, data.length)
       : encodeSimpleReply(h, 0);
-    this.send(header, data);
+    if (target === undefined) this.send(header, data);
+    else if (data.buffer !== target.buffer) {
+      readBuffers.give(target); // the store answered with its own buffer
+      this.send(header, data);
+    } else this.send(header, data, () => readBuffers.give(target));
   }
 
   private async writeZeroes(h: RequestHeader, fua: boolean): Promise<void> {
@@ -405,7 +419,7 @@ export class Connection {
    * a lone reply waits for nothing but the callbacks already due. Past `replyBatchBytes` the
    * batch goes out at once, so the socket's own buffer limit keeps pausing the input.
    */
-  private send(header: Buffer, data?: Uint8Array): void {
+  private send(header: Buffer, data?: Uint8Array, written?: () => void): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     this.pending.push(header);
     this.pendingBytes += header.length;
@@ -413,6 +427,7 @@ export class Connection {
       this.pending.push(data);
       this.pendingBytes += data.length;
     }
+    if (written !== undefined) this.pendingWritten.push(written);
     // The only request in flight has nothing to share a writev with: waiting for the end of
     // the turn would only delay the client (QD1 latency).
     if (this.pendingBytes >= replyBatchBytes || this.inflight <= 1) this.flushReplies();
@@ -433,14 +448,24 @@ export class Connection {
     if (chunks.length === 0) return;
     this.pending = [];
     this.pendingBytes = 0;
+    const written = this.pendingWritten;
+    if (written.length > 0) this.pendingWritten = [];
     const s = this.socket;
     if (s.destroyed || !s.writable) return;
+    // Called once the socket is done with the batch (written or failed): its buffers are free.
+    const done =
+      written.length === 0
+        ? undefined
+        : () => {
+            for (const f of written) f();
+          };
     if (chunks.length === 1) {
-      s.write(chunks[0] as Uint8Array);
+      s.write(chunks[0] as Uint8Array, done);
       return;
     }
     s.cork();
-    for (const chunk of chunks) s.write(chunk);
+    for (let i = 0; i < chunks.length - 1; i++) s.write(chunks[i] as Uint8Array);
+    s.write(chunks[chunks.length - 1] as Uint8Array, done);
     s.uncork();
   }
 
