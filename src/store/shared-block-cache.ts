@@ -90,6 +90,7 @@ export class SharedBlockCache {
     };
     const waits: Promise<void>[] = [];
     let missingFrom = -1;
+    let touched: Span | undefined;
     // Runs of missing chunks go to the backend as one read each (one round trip, not one per
     // 64 KiB); cached chunks are copied at once, chunks being fetched are shared.
     const fetchMissing = (end: number) => {
@@ -108,7 +109,8 @@ export class SharedBlockCache {
       const span = this.chunks.get(key);
       if (span !== undefined) {
         this.hits++;
-        this.spans.get(span); // now the newest
+        if (span !== touched) this.spans.get(span); // now the newest (once per span)
+        touched = span;
         copy(c, chunkOf(span, c));
         fetchMissing(c);
         continue;
