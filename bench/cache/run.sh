@@ -23,7 +23,8 @@
 #   RUNTIME=20 MODES="off writeback" bash bench/cache/run.sh
 #
 # Environment: BACKEND (fs; or --backend), RUNTIME seconds per fio job (10), SIZE (128m), MODES,
-# BENCH_DIR (a new folder under /var/tmp; kept when given, or with KEEP=1). rados only: STORE
+# JOBS (a subset of the four 4K jobs, space-separated), BENCH_DIR (a new folder under /var/tmp;
+# kept when given, or with KEEP=1). rados only: STORE
 # (memstore), MON_PORT (random even port), IO_TOTAL_4K (bytes per librbd QD16 job, 64M; a quarter
 # at QD1: rbd bench runs by volume, not time).
 set -euo pipefail
@@ -42,7 +43,7 @@ runtime=${RUNTIME:-10}
 size=${SIZE:-128m}
 modes=${MODES:-"off writethrough writeback"}
 io_total_4k=${IO_TOTAL_4K:-64M}
-jobs="randread-4k-qd1 randread-4k-qd16 randwrite-4k-qd1 randwrite-4k-qd16"
+jobs=${JOBS:-"randread-4k-qd1 randread-4k-qd16 randwrite-4k-qd1 randwrite-4k-qd16"}
 keep=${BENCH_DIR:+1}${KEEP:-}
 dir=${BENCH_DIR:-$(mktemp -d /var/tmp/atoll-cache-bench.XXXXXX)}
 mkdir -p "$dir"

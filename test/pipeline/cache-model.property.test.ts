@@ -246,6 +246,7 @@ async function reopen(r: Real): Promise<void> {
   r.cache = await CacheStage.open(r.fence, r.options, {
     logStorage: r.logStorage,
     tierPath: r.tierPath,
+    poisonFreedPages: true,
   });
 }
 
@@ -420,7 +421,12 @@ async function runModel(mode: CacheMode, crashes: boolean): Promise<void> {
             volumeName: 'vol',
             volume,
             fence,
-            cache: await CacheStage.open(fence, options, { logStorage, tierPath }),
+            // Recycled pages are overwritten at once: a page used after its release fails here.
+            cache: await CacheStage.open(fence, options, {
+              logStorage,
+              tierPath,
+              poisonFreedPages: true,
+            }),
             random: prng(cfg.seed),
             log: [],
           };

@@ -7,6 +7,9 @@
 // Method: the stage over a small in-memory disk (RamDisk) whose reads and writes can be held
 // back, and the in-memory log storage whose crash() keeps only what was synced.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isStoreError, StoreError } from '../../core/errors.js';
 import type { BlockIO, Extent } from '../stage.js';
@@ -59,6 +62,21 @@ class RamDisk implements BlockIO {
   async close(): Promise<void> {}
   crash(): void {
     this.volatile = Buffer.from(this.durable);
+  }
+}
+
+/**
+ * Counts writes that carry a recycled, poisoned page (0xdb bytes) and keeps the distinct byte
+ * values of each, read when the write lands (as a disk would, after the caller's await).
+ */
+class CheckedDisk extends RamDisk {
+  recycled = 0;
+  landed: Set<number>[] = [];
+  override async write(offsetBytes: number, data: Uint8Array): Promise<void> {
+    if (this.holdWrites !== null) await this.holdWrites;
+    if (data.includes(0xdb)) this.recycled++;
+    this.landed.push(new Set(data));
+    return super.write(offsetBytes, data);
   }
 }
 
@@ -353,6 +371,106 @@ describe('cache stage', () => {
     assert.deepEqual(await cache.read(0, 160 * KiB), want);
     await cache.close();
     assert.deepEqual(disk.durable.subarray(0, 160 * KiB), want);
+  });
+
+  it('write-back recycles a page buffer only once the LRU, the tier and the drainer let go', async () => {
+    // Page buffers are recycled (page-pool.ts) and, here, overwritten the moment they are freed.
+    // Tiny memory (8 clean + 8 dirty pages) sends pages through the disk tier; the disk holds
+    // its writes now and then, so clients rewrite pages a drain round is still writing and
+    // evictions hit pages whose tier writes are in flight. A buffer freed too early shows up
+    // as 0xdb bytes in a read or on the disk.
+    const dir = await mkdtemp(join(tmpdir(), 'atoll-cache-pool-'));
+    const disk = new CheckedDisk(2 * MiB);
+    const opts = options('writeback', { memBytes: 64 * KiB, diskBytes: MiB });
+    const cache = await CacheStage.open(disk, opts, {
+      logStorage: new MemoryLogStorage(),
+      tierPath: join(dir, 'tier'),
+      poisonFreedPages: true,
+    });
+    const pages = 96;
+    const want = Buffer.alloc(pages * 4 * KiB);
+    const seen: Set<number>[] = [];
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    try {
+      for (let round = 0; round < 12; round++) {
+        const held = round % 3 === 1 ? gate() : null;
+        if (held !== null) disk.holdWrites = held.promise;
+        const ops: Promise<void>[] = [];
+        for (let i = 0; i < 48; i++) {
+          const page = random(pages);
+          const tag = 1 + ((round * 48 + i) % 200);
+          want.fill(tag, page * 4 * KiB, (page + 1) * 4 * KiB);
+          ops.push(cache.write(page * 4 * KiB, fill(tag, 4 * KiB)));
+          (seen[page] ??= new Set([0])).add(tag);
+          // A read racing writes of its page may see any of them (or the bytes before), but
+          // always one whole write: never a mix, never a recycled buffer's 0xdb.
+          const other = random(pages);
+          ops.push(
+            cache.read(other * 4 * KiB, 4 * KiB).then((got) => {
+              const tag = got[0] ?? -1;
+              const whole = got.every((b) => b === tag);
+              const known = (seen[other] ?? new Set([0])).has(tag);
+              assert.ok(whole && known, `page ${other} in round ${round} reads ${tag}`);
+            }),
+          );
+        }
+        if (held !== null) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          disk.holdWrites = null;
+          held.open();
+        }
+        await Promise.all(ops);
+        if (round % 4 === 3) await cache.drainWritten();
+      }
+      for (let page = 0; page < pages; page++) {
+        const got = Buffer.from(await cache.read(page * 4 * KiB, 4 * KiB));
+        assert.deepEqual(got, want.subarray(page * 4 * KiB, (page + 1) * 4 * KiB), `page ${page}`);
+      }
+      assert.ok(cache.stats().diskTierBytes > 0, 'pages went through the disk tier');
+      await cache.drainAll();
+      assert.deepEqual(disk.durable.subarray(0, want.length), want);
+      assert.equal(disk.recycled, 0, 'no write below carried a recycled buffer');
+    } finally {
+      await cache.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('write-back: a page rewritten during its drain round keeps its buffer until the round ends', async () => {
+    const disk = new CheckedDisk(MiB);
+    const cache = await CacheStage.open(disk, options('writeback'), {
+      logStorage: new MemoryLogStorage(),
+      poisonFreedPages: true,
+    });
+    for (let page = 0; page < 8; page++) await cache.write(page * 8 * KiB, fill(1, 4 * KiB));
+    const held = gate();
+    disk.holdWrites = held.promise;
+    const drained = cache.drainWritten(); // the round's writes wait at the gate
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Rewrites release the round's pages from the dirty map; new pages take recycled buffers.
+    for (let page = 0; page < 8; page++) await cache.write(page * 8 * KiB, fill(2, 4 * KiB));
+    for (let page = 0; page < 8; page++) await cache.write((page * 8 + 4) * KiB, fill(3, 4 * KiB));
+    disk.holdWrites = null;
+    held.open();
+    await drained;
+    // Every write of the held round carries the bytes it planned (1), not a recycled buffer
+    // (poisoned at release, or already refilled by a later write).
+    assert.deepEqual(
+      disk.landed.slice(0, 8).map((bytes) => [...bytes]),
+      Array.from({ length: 8 }, () => [1]),
+    );
+    await cache.drainAll();
+    for (let page = 0; page < 8; page++) {
+      assert.deepEqual(
+        disk.durable.subarray(page * 8 * KiB, page * 8 * KiB + 8 * KiB),
+        Buffer.concat([fill(2, 4 * KiB), fill(3, 4 * KiB)]),
+      );
+    }
+    await cache.close();
   });
 
   it('the log replays up to a torn tail and refuses a damaged middle', async () => {

@@ -39,6 +39,7 @@ import { replayLog } from './log-replay.js';
 import type { LogStorage } from './log-storage.js';
 import { ByteLru } from './lru.js';
 import { type CacheMode, type CacheOptions, pageBytes } from './options.js';
+import { type Page, PagePool } from './page-pool.js';
 import { ReadAhead } from './read-ahead.js';
 import { WriteLog } from './write-log.js';
 
@@ -49,6 +50,8 @@ export interface CacheEnv {
   readonly tierPath?: string;
   /** Called when a drain round fails (it is retried with a backoff). */
   readonly onDrainError?: (err: unknown) => void;
+  /** Overwrite recycled pages at once (tests: a page used after its release reads as garbage). */
+  readonly poisonFreedPages?: boolean;
 }
 
 export interface CacheStats {
@@ -90,9 +93,11 @@ const dirtyAgeMsMax = 30_000;
 export class CacheStage extends PassthroughStage {
   readonly mode: CacheMode;
   readonly options: CacheOptions;
-  private readonly clean: ByteLru<number>;
+  /** Every page buffer the tiers and the drainer hold (see page-pool.ts for who holds what). */
+  private readonly pool: PagePool;
+  private readonly clean: ByteLru<number, Page>;
   private readonly tier: DiskTier | null;
-  private readonly dirty = new DirtyPages();
+  private readonly dirty: DirtyPages;
   private readonly log: WriteLog | null;
   private readonly readAhead: ReadAhead;
   private readonly dirtyBytesMax: number;
@@ -134,8 +139,16 @@ export class CacheStage extends PassthroughStage {
     this.dirtyBytesMax = options.memBytes / 2;
     this.logBytesMax = Math.floor(options.diskBytes / 2);
     this.tier = parts.tier;
-    this.clean = new ByteLru<number>(Math.floor(cleanBytes), (page, data) =>
-      this.tier?.put(page, data),
+    const pool = new PagePool(env.poisonFreedPages === true);
+    this.pool = pool;
+    this.dirty = new DirtyPages(pool);
+    this.clean = new ByteLru<number, Page>(
+      Math.floor(cleanBytes),
+      (page, bytes) => {
+        if (this.tier === null) pool.release(bytes);
+        else this.tier.put(page, bytes.data, () => pool.release(bytes));
+      },
+      (bytes) => pool.release(bytes),
     );
     this.log = parts.log;
     this.readAhead = new ReadAhead(options.readAheadBytes);
@@ -203,7 +216,7 @@ export class CacheStage extends PassthroughStage {
     const generation = this.invalidations;
     let missing: number[] = [];
     for (let page = first; page <= last; page++) {
-      const data = this.dirty.get(page)?.data ?? this.clean.get(page);
+      const data = this.dirty.get(page)?.data ?? this.clean.get(page)?.data;
       if (data === undefined) missing.push(page);
       else copyPage(out, offsetBytes, page, data);
     }
@@ -240,7 +253,7 @@ export class CacheStage extends PassthroughStage {
       }
       copyPage(out, offsetBytes, page, data);
       if (generation === this.invalidations && this.dirty.get(page) === undefined) {
-        this.clean.set(page, data);
+        this.clean.set(page, this.pool.copyOf(data));
       }
     });
     this.stats0.readHitPages += pages.length - missing.length;
@@ -266,13 +279,18 @@ export class CacheStage extends PassthroughStage {
       if (page <= last) copyPage(out, offsetBytes, page, bytes);
       else if (this.clean.has(page) || this.dirty.get(page) !== undefined) continue;
       else this.stats0.readAheadPages++;
-      if (keep && this.dirty.get(page) === undefined) this.clean.set(page, Buffer.from(bytes));
+      if (keep && this.dirty.get(page) === undefined) this.clean.set(page, this.pool.copyOf(bytes));
     }
   }
 
-  /** One page as it is now, not counting dirty pages (the caller knows it is clean). */
+  /**
+   * One page as it is now, not counting dirty pages (the caller knows it is clean): the caller's
+   * own bytes (a page of the LRU may be recycled once we yield).
+   */
   private async readCleanPage(page: number): Promise<Uint8Array> {
-    const cached = this.clean.get(page) ?? (await this.tier?.get(page));
+    const inMemory = this.clean.get(page);
+    if (inMemory !== undefined) return Buffer.from(inMemory.data);
+    const cached = await this.tier?.get(page);
     if (cached !== undefined) return cached;
     const startBytes = page * pageBytes;
     return this.next.read(startBytes, Math.min(pageBytes, this.sizeBytes - startBytes));
@@ -341,14 +359,16 @@ export class CacheStage extends PassthroughStage {
     }
     const used = this.dirty.bytes + this.dirtyReservedBytes;
     if (used !== 0 && used + (last - first + 1) * pageBytes > this.dirtyBytesMax) return false;
-    const copy = Buffer.from(data); // the caller may reuse its buffer once we resolve
-    const logged = log.appendNow(offsetBytes, copy, (seq) => {
+    // The log writes the caller's bytes (they stay put until we resolve, and the record is
+    // written by then); the dirty pages are our copies (the caller may reuse its buffer later).
+    const logged = log.appendNow(offsetBytes, data, (seq) => {
       this.invalidations++;
       for (let page = first; page <= last; page++) {
         this.clean.delete(page);
         this.tier?.invalidate(page);
         const at = page * pageBytes - offsetBytes;
-        this.dirty.install(page, copy.subarray(at, Math.min(at + pageBytes, copy.length)), seq);
+        const bytes = data.subarray(at, Math.min(at + pageBytes, data.length));
+        this.dirty.install(page, this.pool.copyOf(bytes), seq);
       }
     });
     if (logged === null) return false;
@@ -368,33 +388,33 @@ export class CacheStage extends PassthroughStage {
     assert(log !== null, 'write-back has a log');
     const endBytes = offsetBytes + data.length;
     const partial = [first, last].filter((page) => !this.covers(page, offsetBytes, endBytes));
-    const copy = Buffer.from(data); // the caller may reuse its buffer once we resolve
     await this.dirty.withLocks(partial, async () => {
       const bases = new Map<number, Uint8Array>();
       for (const page of partial) {
         if (this.dirty.get(page) === undefined) bases.set(page, await this.readCleanPage(page));
       }
-      await log.append(offsetBytes, copy, (seq) => {
+      // As in writeBackNow: the log writes the caller's bytes, the dirty pages are copies.
+      await log.append(offsetBytes, data, (seq) => {
         this.invalidations++;
         for (let page = first; page <= last; page++) {
           this.clean.delete(page);
           this.tier?.invalidate(page);
           const pageStart = page * pageBytes;
           const pageEnd = Math.min(pageStart + pageBytes, this.sizeBytes);
-          let bytes: Uint8Array;
+          let bytes: Page;
           if (this.covers(page, offsetBytes, endBytes)) {
-            bytes = copy.subarray(pageStart - offsetBytes, pageEnd - offsetBytes);
+            bytes = this.pool.copyOf(data.subarray(pageStart - offsetBytes, pageEnd - offsetBytes));
           } else {
             // Locked since before the bases were read: if it is clean now, it was clean then.
             const base = this.dirty.get(page)?.data ?? bases.get(page);
             assert(base !== undefined, 'a partial page has its old bytes');
-            const merged = Buffer.from(base);
+            assert(base.length === pageEnd - pageStart, 'a partial page is whole before the merge');
+            bytes = this.pool.copyOf(base);
             const from = Math.max(pageStart, offsetBytes);
             const to = Math.min(pageEnd, endBytes);
-            merged.set(copy.subarray(from - offsetBytes, to - offsetBytes), from - pageStart);
-            bytes = merged;
+            bytes.data.set(data.subarray(from - offsetBytes, to - offsetBytes), from - pageStart);
           }
-          assert(bytes.length === pageEnd - pageStart, 'dirty pages are whole');
+          assert(bytes.data.length === pageEnd - pageStart, 'dirty pages are whole');
           this.dirty.install(page, bytes, seq);
         }
       });
@@ -646,30 +666,56 @@ export class CacheStage extends PassthroughStage {
   private async drainRound(): Promise<number> {
     const log = this.log;
     assert(log !== null, 'write-back has a log');
-    const plan = planDrain(this.dirty.entries(), (page) => this.clean.peek(page), {
-      pagesPerBlock: blockSizeBytes / pageBytes,
-      pagesMax: drainRoundPagesMax,
-      gapPagesMax: drainGapPagesMax,
-    });
-    let nextWrite = 0;
-    const worker = async () => {
-      for (let w = plan.writes[nextWrite++]; w !== undefined; w = plan.writes[nextWrite++]) {
-        if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
-        await this.writeBelow(w);
-        this.stats0.drainedBytes += drainWriteBytes(w);
-        this.stats0.drainWrites++;
-      }
-    };
-    const workers = Math.min(drainConcurrency, plan.writes.length);
-    await Promise.all(Array.from({ length: workers }, worker));
-    await this.next.flush();
+    // The round holds every page it may write below until the writes are over: a write or an
+    // eviction meanwhile must not recycle a buffer the stage below is still reading.
+    const held: Page[] = [];
+    const plan = planDrain(
+      this.dirty.entries(),
+      (page) => {
+        const bytes = this.clean.peek(page);
+        if (bytes === undefined) return undefined;
+        held.push(this.pool.hold(bytes));
+        return bytes.data;
+      },
+      {
+        pagesPerBlock: blockSizeBytes / pageBytes,
+        pagesMax: drainRoundPagesMax,
+        gapPagesMax: drainGapPagesMax,
+      },
+    );
+    for (const [, entry] of plan.drained) held.push(this.pool.hold(entry.page));
     let forgotten = 0;
-    for (const [page, entry] of plan.drained) {
-      // Drained pages stay readable from memory: they are the newest clean bytes.
-      if (this.dirty.removeIfUnchanged(page, entry)) {
-        this.clean.set(page, entry.data);
-        forgotten++;
+    try {
+      let nextWrite = 0;
+      let failed = false;
+      const worker = async () => {
+        for (let w = plan.writes[nextWrite++]; w !== undefined; w = plan.writes[nextWrite++]) {
+          if (this.stopped) throw new StoreError('ABORTED', 'the cache is closed');
+          if (failed) return;
+          try {
+            await this.writeBelow(w);
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+          this.stats0.drainedBytes += drainWriteBytes(w);
+          this.stats0.drainWrites++;
+        }
+      };
+      const workers = Math.min(drainConcurrency, plan.writes.length);
+      // allSettled, not all: after a failure the other writes are still reading their pages.
+      const results = await Promise.allSettled(Array.from({ length: workers }, worker));
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      await this.next.flush();
+      for (const [page, entry] of plan.drained) {
+        // Drained pages stay readable from memory: they are the newest clean bytes.
+        if (this.dirty.removeIfUnchanged(page, entry)) {
+          this.clean.set(page, entry.page); // the dirty map's reference moves to the LRU
+          forgotten++;
+        }
       }
+    } finally {
+      for (const bytes of held) this.pool.release(bytes);
     }
     this.stats0.drainRounds++;
     await log.release(this.dirty.oldestSeq() - 1);

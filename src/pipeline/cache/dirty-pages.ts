@@ -13,9 +13,16 @@
 // only pages whose bytes up to it are durable below. Not the oldest `seq`: a page written whole
 // (seq 2), then in part (seq 9), holds merged bytes, but record 9 carries only the part; while
 // the page is undrained, record 2 is needed to replay it.
+//
+// The map holds one reference to each page's buffer (page-pool.ts): it gives it back when a newer
+// write replaces the page or on clear, and hands it to the caller of a successful
+// removeIfUnchanged (who keeps it as a clean page or releases it).
 import { assert } from '../../core/assert.js';
+import type { Page, PagePool } from './page-pool.js';
 
 export interface DirtyPage {
+  readonly page: Page;
+  /** page.data, as it was installed. */
   readonly data: Uint8Array;
   readonly seq: number;
   /** The oldest record with bytes of this page that may not be durable below (seq + 1: none). */
@@ -26,6 +33,8 @@ export class DirtyPages {
   private readonly pages = new Map<number, DirtyPage>();
   private readonly locks = new Map<number, Promise<void>>();
   private bytesUsed = 0;
+
+  constructor(private readonly pool: PagePool) {}
 
   get bytes(): number {
     return this.bytesUsed;
@@ -38,13 +47,16 @@ export class DirtyPages {
     return this.pages.get(page);
   }
 
-  install(page: number, data: Uint8Array, seq: number): void {
+  /** Takes over the caller's reference to `bytes`. */
+  install(page: number, bytes: Page, seq: number): void {
     const old = this.pages.get(page);
     assert(old === undefined || old.seq < seq, 'pages are installed in log order');
+    const data = bytes.data;
     this.bytesUsed += data.length - (old?.data.length ?? 0);
     // A page whose bytes were all durable below (kept only for a lock) needs records from now.
     const pending = old !== undefined && old.since <= old.seq;
-    this.pages.set(page, { data, seq, since: pending ? old.since : seq });
+    this.pages.set(page, { page: bytes, data, seq, since: pending ? old.since : seq });
+    if (old !== undefined) this.pool.release(old.page);
   }
 
   /** Every dirty page, in no order (read synchronously: the map must not change meanwhile). */
@@ -55,6 +67,7 @@ export class DirtyPages {
   /**
    * `drained` reached the stage below and was flushed there: forget the page unless it was
    * written again or is being merged into right now; then only records after it are needed.
+   * True: the map's reference to `drained.page` is now the caller's.
    */
   removeIfUnchanged(page: number, drained: DirtyPage): boolean {
     const current = this.pages.get(page);
@@ -85,6 +98,7 @@ export class DirtyPages {
   }
 
   clear(): void {
+    for (const p of this.pages.values()) this.pool.release(p.page);
     this.pages.clear();
     this.bytesUsed = 0;
   }

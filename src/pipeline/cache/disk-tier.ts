@@ -64,14 +64,19 @@ export class DiskTier {
     return out;
   }
 
-  /** Keep a clean page (fire and forget; errors only lose the page). */
-  put(page: number, data: Uint8Array): void {
+  /**
+   * Keep a clean page (fire and forget; errors only lose the page). `done` runs once the tier is
+   * finished with `data` (at once if it does not keep it), so its owner may recycle it.
+   */
+  put(page: number, data: Uint8Array, done?: () => void): void {
     assert(data.length <= pageBytes, 'one page per slot');
-    if (this.closed || this.index.has(page)) return;
-    // Every slot is indexed, free or being written: with writes below the slot count, a full
-    // tier always has an indexed page to evict.
+    if (this.closed || this.index.has(page)) {
+      done?.();
+      return;
+    }
     if (this.writing >= Math.min(writesInFlightMax, this.slotsMax)) {
       this.dropped++;
+      done?.();
       return;
     }
     const slot = this.takeSlot();
@@ -81,6 +86,7 @@ export class DiskTier {
     this.file.write(data, 0, data.length, slot * pageBytes).then(
       () => {
         this.writing--;
+        done?.();
         if (this.inflight.get(page) === token && !this.closed) {
           this.inflight.delete(page);
           this.index.set(page, { slot, lengthBytes: data.length });
@@ -91,6 +97,7 @@ export class DiskTier {
       },
       () => {
         this.writing--;
+        done?.();
         if (this.inflight.get(page) === token) this.inflight.delete(page);
         this.freeSlots.push(slot);
       },

@@ -7,20 +7,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { DirtyPage } from './dirty-pages.js';
-import { planDrain } from './drain-plan.js';
+import { type PlannedPage, planDrain } from './drain-plan.js';
 import { pageBytes } from './options.js';
 
 const page = (tag: number) => Buffer.alloc(pageBytes, tag);
-const dirtyPage = (tag: number, since: number): DirtyPage => ({
+const dirtyPage = (tag: number, since: number): PlannedPage => ({
   data: page(tag),
-  seq: since,
   since,
 });
 
 describe('drain plan', () => {
   it('joins dirty runs over small gaps of clean pages in memory, within a block', () => {
-    const dirty = new Map<number, DirtyPage>([
+    const dirty = new Map<number, PlannedPage>([
       [0, dirtyPage(1, 1)],
       [3, dirtyPage(2, 2)], // gap 1..2 clean in memory: joined
       [6, dirtyPage(3, 3)], // gap 4..5, page 5 not in memory: a new run
@@ -48,7 +46,7 @@ describe('drain plan', () => {
   });
 
   it('never joins across a block edge or over a gap longer than the limit', () => {
-    const dirty = new Map<number, DirtyPage>([
+    const dirty = new Map<number, PlannedPage>([
       [2, dirtyPage(1, 1)],
       [4, dirtyPage(2, 2)], // block 1 starts at page 4
       [9, dirtyPage(3, 3)], // gap 5..8 is 4 pages > 3
@@ -69,7 +67,7 @@ describe('drain plan', () => {
   });
 
   it('takes whole blocks, oldest first, within the budget (at least one block)', () => {
-    const dirty = new Map<number, DirtyPage>();
+    const dirty = new Map<number, PlannedPage>();
     for (let p = 0; p < 8; p++) dirty.set(p, dirtyPage(1, 10 + p)); // block 0: since 10..17
     for (let p = 8; p < 12; p++) dirty.set(p, dirtyPage(2, 5)); // block 1: since 5, oldest
     for (let p = 16; p < 20; p++) dirty.set(p, dirtyPage(3, 7)); // block 2: since 7
@@ -97,7 +95,7 @@ describe('drain plan', () => {
         fc.integer({ min: 0, max: 6 }),
         (dirtyList, cleanList, pagesPerBlock, pagesMax, gapPagesMax) => {
           const below = Array.from({ length: pagesTotal }, (_, p) => page(100 + (p % 100)));
-          const dirty = new Map<number, DirtyPage>();
+          const dirty = new Map<number, PlannedPage>();
           dirtyList.forEach(([p, since], i) => {
             dirty.set(p, dirtyPage(i % 90, since));
           });

@@ -10,8 +10,13 @@
 // it. A gap page a client rewrites while the round is under way is dirty from then on and is
 // drained by a later round, after the old bytes this one wrote back.
 import { assert } from '../../core/assert.js';
-import type { DirtyPage } from './dirty-pages.js';
 import { pageBytes } from './options.js';
+
+/** What a plan needs of a dirty page (dirty-pages.ts has the rest). */
+export interface PlannedPage {
+  readonly data: Uint8Array;
+  readonly since: number;
+}
 
 export interface DrainWrite {
   readonly firstPage: number;
@@ -19,10 +24,10 @@ export interface DrainWrite {
   readonly pages: readonly Uint8Array[];
 }
 
-export interface DrainPlan {
+export interface DrainPlan<P extends PlannedPage> {
   readonly writes: DrainWrite[];
   /** The dirty pages the round drains (to forget afterwards if no one rewrote them). */
-  readonly drained: [number, DirtyPage][];
+  readonly drained: [number, P][];
 }
 
 export interface DrainPlanLimits {
@@ -36,17 +41,18 @@ export interface DrainPlanLimits {
 
 /**
  * Plan a round over `dirty` (every dirty page; `since` orders them by age). `clean(page)` gives a
- * page's clean bytes if memory holds them, without side effects.
+ * page's clean bytes if memory holds them, without changing what is cached (the cache holds the
+ * pages it hands out for the round).
  */
-export function planDrain(
-  dirty: Iterable<[number, DirtyPage]>,
+export function planDrain<P extends PlannedPage>(
+  dirty: Iterable<[number, P]>,
   clean: (page: number) => Uint8Array | undefined,
   limits: DrainPlanLimits,
-): DrainPlan {
+): DrainPlan<P> {
   const { pagesPerBlock, pagesMax, gapPagesMax } = limits;
   assert(pagesPerBlock >= 1 && pagesMax >= 1 && gapPagesMax >= 0, 'limits are positive');
   // Every block's dirty pages and its oldest `since`.
-  const blocks = new Map<number, { since: number; pages: [number, DirtyPage][] }>();
+  const blocks = new Map<number, { since: number; pages: [number, P][] }>();
   for (const item of dirty) {
     const block = Math.floor(item[0] / pagesPerBlock);
     const entry = blocks.get(block);
@@ -57,7 +63,7 @@ export function planDrain(
     }
   }
   const byAge = [...blocks].sort((a, b) => a[1].since - b[1].since);
-  const taken: [number, DirtyPage][][] = [];
+  const taken: [number, P][][] = [];
   let count = 0;
   for (const [, entry] of byAge) {
     if (taken.length > 0 && count + entry.pages.length > pagesMax) break;
@@ -69,7 +75,7 @@ export function planDrain(
 }
 
 function runsOf(
-  pages: readonly [number, DirtyPage][],
+  pages: readonly [number, PlannedPage][],
   clean: (page: number) => Uint8Array | undefined,
   pagesPerBlock: number,
   gapPagesMax: number,

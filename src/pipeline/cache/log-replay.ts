@@ -10,11 +10,16 @@ import { assert } from '../../core/assert.js';
 import { StoreError } from '../../core/errors.js';
 import { blockSizeBytes } from '../../core/limits.js';
 import type { BlockIO } from '../stage.js';
-import type { DirtyPage } from './dirty-pages.js';
-import { planDrain } from './drain-plan.js';
+import { type PlannedPage, planDrain } from './drain-plan.js';
 import type { LogStorage } from './log-storage.js';
 import { pageBytes } from './options.js';
 import { type LogRecord, logRecords } from './write-log.js';
+
+/** A page rebuilt from the log: its bytes and the record that last touched it. */
+interface ReplayPage extends PlannedPage {
+  readonly data: Buffer;
+  readonly seq: number;
+}
 
 const windowBytesDefault = 64 * 1024 * 1024;
 const writeConcurrency = 32;
@@ -25,7 +30,7 @@ export async function replayLog(
   next: BlockIO,
   windowBytes = windowBytesDefault,
 ): Promise<{ lastSeq: number; records: number }> {
-  const pages = new Map<number, DirtyPage>();
+  const pages = new Map<number, ReplayPage>();
   let lastSeq = 0;
   let count = 0;
   // A damaged log stops the replay part way: what went below is a prefix of the writes, in
@@ -45,7 +50,7 @@ export async function replayLog(
   return { lastSeq, records: count };
 }
 
-async function mergeRecord(pages: Map<number, DirtyPage>, r: LogRecord, next: BlockIO) {
+async function mergeRecord(pages: Map<number, ReplayPage>, r: LogRecord, next: BlockIO) {
   if (r.data.length === 0) return;
   const end = r.offsetBytes + r.data.length;
   const first = Math.floor(r.offsetBytes / pageBytes);
@@ -70,7 +75,7 @@ async function mergeRecord(pages: Map<number, DirtyPage>, r: LogRecord, next: Bl
   }
 }
 
-async function writeWindow(pages: Map<number, DirtyPage>, next: BlockIO): Promise<void> {
+async function writeWindow(pages: Map<number, ReplayPage>, next: BlockIO): Promise<void> {
   if (pages.size === 0) return;
   const plan = planDrain(pages, () => undefined, {
     pagesPerBlock: blockSizeBytes / pageBytes,
