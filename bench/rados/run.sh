@@ -22,6 +22,8 @@
 #    rbd driver does with a synchronous rbd_diff_iterate2 when fast-diff is on, in qemu-nbd's
 #    one I/O thread. That serialised its reads (4K QD16: 2.4k IOPS against 5.8-7.0k without
 #    fast-diff here), a qemu-nbd cost, not the hop's. So its fill skips object-map updates.
+#    Its 4M reads at QD16 stay far below fio's rbd engine and qemu-img bench (100-220 MiB/s
+#    here, 430-1350 at QD4 in a side test): at 4M the hop column is qemu-nbd's, not the hop's.
 #  - qemu-img: `qemu-img bench -t none` on an rbd image, by count like rbd bench. It has no
 #    random mode: the 4K jobs stride by QEMU_STEP (4 MiB + 4 KiB: consecutive requests land in
 #    different 4 MiB objects, each lap 4 KiB further on). Figures are count / the "Run
