@@ -36,6 +36,7 @@ import type { BlockIO, Extent, WriteFlags } from '../../pipeline/stage.js';
 import { type CommandKind, nbdErrnoFor } from './errno.js';
 import { baseAllocationId, type Negotiated } from './handshake.js';
 import { ByteQueue } from './input.js';
+import { readIntoOwnBuffer } from './own-read-buffer.js';
 import {
   Cmd,
   cmdFlagDf,
@@ -85,6 +86,15 @@ const replyBatchBytes = 64 * 1024;
 /** READ buffers of 64 KiB and more, shared by the connections of the process. */
 const readBuffers = new BufferPool();
 
+/**
+ * WRITE payloads, copied out of a connection's own read buffer, shared by the connections of the
+ * process (4 KiB and up; smaller ones come from Node's slab).
+ */
+const writeBuffers = new BufferPool({ minBytes: 4096 });
+
+/** Bytes a socket read may bring into a connection's own read buffer. */
+const ownReadBufferBytes = 256 * 1024;
+
 /** WRITE payloads longer than this are taken as socket chunks (see parseOne). */
 const writevBytesMin = 64 * 1024;
 
@@ -107,6 +117,8 @@ export class Connection {
   private readonly baseAllocation: boolean;
   private readonly logger: Logger;
   private readonly queue = new ByteQueue();
+  /** The buffer every socket read lands in, when Node lets us (see own-read-buffer.ts). */
+  private ownInput: Buffer | null = null;
   private state: State = 'open';
   private inflight = 0;
   private pumping = false;
@@ -140,11 +152,16 @@ export class Connection {
   /** Start serving; `closed` resolves once the socket is gone and the export is closed. */
   start(): void {
     const s = this.socket;
+    // Bytes the socket read before the switch below still come as 'data'.
     s.on('data', (chunk: Buffer) => {
       if (this.state !== 'open') return;
       this.queue.push(chunk);
       this.pump();
     });
+    const own = Buffer.allocUnsafeSlow(ownReadBufferBytes);
+    if (readIntoOwnBuffer(s as Socket, own, (bytes) => this.ownRead(bytes))) {
+      this.ownInput = own;
+    }
     s.on('drain', () => this.pump());
     s.on('end', () => this.stop('soft', 'client closed its side'));
     s.on('close', () => this.stop('hard', 'socket closed'));
@@ -163,6 +180,16 @@ export class Connection {
   }
 
   // ---- input -----------------------------------------------------------------------------------
+
+  /** Bytes read into the own buffer: parse what is whole, keep a copy of the rest. */
+  private ownRead(bytes: Buffer): void {
+    if (this.state !== 'open') return;
+    this.queue.push(bytes);
+    this.pump();
+    // The next read overwrites the buffer: what was not taken (a partial request, or requests
+    // left while paused) moves into memory of the queue's own.
+    this.queue.detachFrom(bytes);
+  }
 
   private pump(): void {
     if (this.pumping) return; // the running loop re-checks everything
@@ -201,10 +228,16 @@ export class Connection {
       this.queue.skip(requestHeaderBytes);
       // A payload spread over several socket chunks goes down as the chunks themselves when
       // the export takes them (one pwritev on fs): joining 1 MiB costs a copy.
-      payload =
-        this.io.writev !== undefined && header.lengthBytes > writevBytesMin
-          ? this.queue.takeChunks(header.lengthBytes)
-          : this.queue.take(header.lengthBytes);
+      if (this.ownInput !== null) {
+        // The own read buffer is overwritten by the next read: the payload needs a copy. A
+        // pooled one (given back in execute), since a fresh 4 KiB buffer is an ArrayBuffer.
+        payload = this.queue.takeInto(writeBuffers.take(header.lengthBytes));
+      } else {
+        payload =
+          this.io.writev !== undefined && header.lengthBytes > writevBytesMin
+            ? this.queue.takeChunks(header.lengthBytes)
+            : this.queue.take(header.lengthBytes);
+      }
     } else {
       this.queue.skip(requestHeaderBytes);
     }
@@ -241,8 +274,10 @@ export class Connection {
   private async serve(h: RequestHeader, payload: Buffer | Buffer[] | null): Promise<void> {
     try {
       const problem = this.validate(h);
-      if (problem !== null) this.replyError(h, problem.errno, problem.message);
-      else await this.execute(h, payload);
+      if (problem !== null) {
+        if (payload !== null && !Array.isArray(payload)) writeBuffers.give(payload);
+        this.replyError(h, problem.errno, problem.message);
+      } else await this.execute(h, payload);
     } catch (err) {
       this.failed(h, err);
     } finally {
@@ -307,8 +342,12 @@ export class Connection {
         return this.read(h);
       case Cmd.write:
         if (payload === null) throw new AssertionError('a WRITE carries its payload');
-        if (!Array.isArray(payload)) await this.io.write(h.offsetBytes, payload, fua);
-        else if (payload.length === 1)
+        if (!Array.isArray(payload)) {
+          await this.io.write(h.offsetBytes, payload, fua);
+          // Stages are done with a buffer once its write resolved (a failed write keeps it:
+          // pieces of it may still be in flight below).
+          writeBuffers.give(payload);
+        } else if (payload.length === 1)
           await this.io.write(h.offsetBytes, payload[0] as Buffer, fua);
         else if (this.io.writev !== undefined) await this.io.writev(h.offsetBytes, payload, fua);
         else throw new AssertionError('chunks are taken only for exports with writev');

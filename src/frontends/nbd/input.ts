@@ -63,6 +63,27 @@ export class ByteQueue {
     return out;
   }
 
+  /** Consume the next `out.length` bytes into `out` (a copy); out.length <= length. */
+  takeInto(out: Buffer): Buffer {
+    assert(out.length <= this.total, 'take within the queued bytes');
+    if (out.length > 0) this.copyOut(out, out.length);
+    this.skip(out.length);
+    return out;
+  }
+
+  /**
+   * Copy every queued byte that lies in `buffer`'s memory into memory of the queue's own (a
+   * socket buffer about to be overwritten by the next read).
+   */
+  detachFrom(buffer: Buffer): void {
+    if (!this.chunks.some((chunk) => chunk.buffer === buffer.buffer)) return;
+    const rest = Buffer.allocUnsafe(this.total);
+    this.copyOut(rest, this.total);
+    this.chunks.length = 0;
+    this.chunks.push(rest);
+    this.head = 0;
+  }
+
   /** Drop the next `n` bytes; n <= length. */
   skip(n: number): void {
     assert(n <= this.total, 'skip within the queued bytes');
