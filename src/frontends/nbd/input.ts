@@ -72,16 +72,18 @@ export class ByteQueue {
   }
 
   /**
-   * Copy every queued byte that lies in `buffer`'s memory into memory of the queue's own (a
-   * socket buffer about to be overwritten by the next read).
+   * Copy the queued bytes that lie in `buffer`'s memory (a socket buffer about to be overwritten
+   * by the next read) into memory of the queue's own. Only those chunks are copied, so a large
+   * request arriving over many reads is copied once, not once per read.
    */
   detachFrom(buffer: Buffer): void {
-    if (!this.chunks.some((chunk) => chunk.buffer === buffer.buffer)) return;
-    const rest = Buffer.allocUnsafe(this.total);
-    this.copyOut(rest, this.total);
-    this.chunks.length = 0;
-    this.chunks.push(rest);
-    this.head = 0;
+    for (let i = 0; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i];
+      if (chunk === undefined || chunk.buffer !== buffer.buffer) continue;
+      const start = i === 0 ? this.head : 0;
+      this.chunks[i] = Buffer.from(chunk.subarray(start));
+      if (i === 0) this.head = 0;
+    }
   }
 
   /** Drop the next `n` bytes; n <= length. */
