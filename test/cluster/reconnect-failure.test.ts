@@ -2,8 +2,9 @@
 // Goal: a real `atoll serve` node that was blocklisted while the monitors do not answer (issue 7,
 // docs/operations.md "Ceph outages", Blocklisted) stays up and recovers on its own:
 // - while its reconnect fails, it keeps running, answers requests that need ceph with a
-//   retryable error at once (HTTP 503 UNAVAILABLE with Retry-After, within about one
-//   --ceph-timeout-ms: the connect timeout follows it), `/readyz` is 503 with the reason,
+//   retryable error (HTTP 503 UNAVAILABLE with Retry-After) within about one --ceph-timeout-ms
+//   (each waits for one connect attempt; the connect timeout follows that flag), `/readyz` is
+//   503 with the reason,
 //   `/healthz` stays 200, and its log has the reconnect-failure line (error level);
 // - once the monitors answer, its next call reconnects through a new client, `/readyz` is 200,
 //   it serves another volume and objects again, the volume the other node took stays refused
@@ -296,13 +297,17 @@ if (reason !== undefined && cephRequired()) {
 
       const later = Buffer.from('after the monitor came back');
       const resumedAtMs = Date.now();
+      let attempts = 0;
       await waitFor('A serves another volume again', 30_000, async () => {
+        attempts++;
         const res = await putVolume(a, 'other', MiB, later);
         if (res.status === 204) return true;
         assertUnavailable(res, 'a write to another volume while A reconnects');
         return undefined;
       });
-      t.diagnostic(`A served again ${Date.now() - resumedAtMs} ms after the monitor`);
+      t.diagnostic(
+        `A served again ${Date.now() - resumedAtMs} ms after the monitor (attempt ${attempts})`,
+      );
       const reconnected = logA.filter((e) => e.type === 'reconnected');
       assert.equal(reconnected.length, 1, 'A replaced its client once');
       assert.match(reconnected[0]?.msg ?? '', /ceph client replaced after blocklisting/);
