@@ -35,7 +35,8 @@ export interface OpenOptions {
   readonly metadataPoolMax?: number;
   /**
    * With backend 'rados': the cluster and pool (the namespace defaults to 'atoll'), and how long
-   * one RADOS operation may wait for the cluster before it fails UNAVAILABLE (default 30 s).
+   * one RADOS operation, or connecting (at start and after blocklisting), may wait for the cluster
+   * before it fails UNAVAILABLE (default 30 s).
    */
   readonly rados?: {
     readonly cephConf?: string;
@@ -206,7 +207,7 @@ async function openBackend(
       namespace: 'atoll',
       ...(rados.cephConf === undefined ? {} : { cephConf: rados.cephConf }),
       ...(rados.cephId === undefined ? {} : { cephId: rados.cephId }),
-      timeouts: { connectMs: 30_000, osdOpMs: opTimeoutMs, monOpMs: opTimeoutMs },
+      timeouts: { connectMs: opTimeoutMs, osdOpMs: opTimeoutMs, monOpMs: opTimeoutMs },
       ...(rados.blocklistExpireSeconds === undefined
         ? {}
         : { blocklistExpireSeconds: rados.blocklistExpireSeconds }),

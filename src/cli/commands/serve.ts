@@ -112,8 +112,9 @@ export function registerServe(program: Command): void {
     .option('--ceph-id <NAME>', 'rados: cephx user without "client." (default admin)')
     .option(
       '--ceph-timeout-ms <MS>',
-      'rados: how long one RADOS call waits for an unreachable cluster before it fails ' +
-        '(1000..600000, default 30000)',
+      'rados: how long one RADOS call, or connecting to the cluster (at start and after ' +
+        'blocklisting), waits for an unreachable cluster before it fails (1000..600000, ' +
+        'default 30000)',
     )
     .option(
       '--ceph-blocklist-s <SECONDS>',
