@@ -119,6 +119,11 @@ export class Connection {
   private readonly queue = new ByteQueue();
   /** The buffer every socket read lands in, when Node lets us (see own-read-buffer.ts). */
   private ownInput: Buffer | null = null;
+  /**
+   * A large WRITE whose payload is still arriving (own read buffer only): later reads are copied
+   * straight into its pooled payload buffer, once, instead of being queued and copied again.
+   */
+  private arriving: { header: RequestHeader; payload: Buffer; filled: number } | null = null;
   private state: State = 'open';
   private inflight = 0;
   private pumping = false;
@@ -153,13 +158,9 @@ export class Connection {
   start(): void {
     const s = this.socket;
     // Bytes the socket read before the switch below still come as 'data'.
-    s.on('data', (chunk: Buffer) => {
-      if (this.state !== 'open') return;
-      this.queue.push(chunk);
-      this.pump();
-    });
+    s.on('data', (chunk: Buffer) => this.received(chunk, false));
     const own = Buffer.allocUnsafeSlow(ownReadBufferBytes);
-    if (readIntoOwnBuffer(s as Socket, own, (bytes) => this.ownRead(bytes))) {
+    if (readIntoOwnBuffer(s as Socket, own, (bytes) => this.received(bytes, true))) {
       this.ownInput = own;
     }
     s.on('drain', () => this.pump());
@@ -181,14 +182,24 @@ export class Connection {
 
   // ---- input -----------------------------------------------------------------------------------
 
-  /** Bytes read into the own buffer: parse what is whole, keep a copy of the rest. */
-  private ownRead(bytes: Buffer): void {
+  /** Bytes from the socket (`own`: a view of the own read buffer): parse what is whole. */
+  private received(bytes: Buffer, own: boolean): void {
     if (this.state !== 'open') return;
+    const arriving = this.arriving;
+    if (arriving !== null) {
+      const n = Math.min(bytes.length, arriving.payload.length - arriving.filled);
+      arriving.payload.set(bytes.subarray(0, n), arriving.filled);
+      arriving.filled += n;
+      if (arriving.filled < arriving.payload.length) return;
+      this.arriving = null;
+      this.begin(arriving.header, arriving.payload);
+      bytes = bytes.subarray(n);
+    }
     this.queue.push(bytes);
     this.pump();
-    // The next read overwrites the buffer: what was not taken (a partial request, or requests
-    // left while paused) moves into memory of the queue's own.
-    this.queue.detachFrom(bytes);
+    // The next read overwrites the own buffer: what was not taken (a partial request, or
+    // requests left while paused) moves into memory of the queue's own.
+    if (own) this.queue.detachFrom(bytes);
   }
 
   private pump(): void {
@@ -224,7 +235,16 @@ export class Connection {
         this.violation(`WRITE of ${header.lengthBytes} bytes exceeds the request limit`);
         return true;
       }
-      if (this.queue.length < requestHeaderBytes + header.lengthBytes) return false;
+      if (this.queue.length < requestHeaderBytes + header.lengthBytes) {
+        if (this.ownInput === null || header.lengthBytes <= writevBytesMin) return false;
+        // A large payload still arriving: the rest goes straight into its buffer (received).
+        this.queue.skip(requestHeaderBytes);
+        const payload = writeBuffers.take(header.lengthBytes);
+        const filled = this.queue.length;
+        this.queue.takeInto(payload.subarray(0, filled));
+        this.arriving = { header, payload, filled };
+        return false;
+      }
       this.queue.skip(requestHeaderBytes);
       // A payload spread over several socket chunks goes down as the chunks themselves when
       // the export takes them (one pwritev on fs): joining 1 MiB costs a copy.
@@ -245,9 +265,13 @@ export class Connection {
       this.stop('soft', 'client sent DISC');
       return true;
     }
+    this.begin(header, payload);
+    return true;
+  }
+
+  private begin(header: RequestHeader, payload: Buffer | Buffer[] | null): void {
     this.inflight++;
     void this.serve(header, payload);
-    return true;
   }
 
   private pauseInput(): void {
