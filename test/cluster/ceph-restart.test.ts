@@ -23,6 +23,7 @@ import {
 } from '../helpers/ceph-cluster.js';
 import { HttpClient, type ServerProcess, startServer } from '../helpers/server.js';
 import { makeTempDir, removeDir } from '../helpers/store.js';
+import { waitFor } from '../helpers/wait.js';
 import { Cmd, RawClient } from '../peers/nbd/raw-client.js';
 
 const pool = 'atoll';
@@ -75,20 +76,6 @@ function writeLoop(client: RawClient): { stop(): Promise<LoopResult> } {
       return result;
     },
   };
-}
-
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(250);
-  }
 }
 
 async function readBack(client: RawClient, offsetBytes: number, lengthBytes: number) {

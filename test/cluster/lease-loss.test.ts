@@ -33,6 +33,7 @@ import {
 import { type PgCluster, pgUnavailableReason, startPgCluster } from '../helpers/pg-cluster.js';
 import { HttpClient, type ServerProcess, startServer } from '../helpers/server.js';
 import { makeTempDir, removeDir } from '../helpers/store.js';
+import { waitFor } from '../helpers/wait.js';
 import { Cmd, RawClient } from '../peers/nbd/raw-client.js';
 
 const execFileAsync = promisify(execFile);
@@ -76,20 +77,6 @@ async function assertAll(client: RawClient, data: readonly [number, Buffer][], w
   for (const [offset, bytes] of data) {
     const got = await readBack(client, offset, bytes.length);
     assert.ok(got.equals(bytes), `${what}: the flushed write at ${offset}`);
-  }
-}
-
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined> | T | undefined,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(200);
   }
 }
 

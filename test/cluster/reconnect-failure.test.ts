@@ -38,6 +38,7 @@ import {
   startServer,
 } from '../helpers/server.js';
 import { makeTempDir, removeDir } from '../helpers/store.js';
+import { waitFor } from '../helpers/wait.js';
 import { Cmd, RawClient } from '../peers/nbd/raw-client.js';
 
 const pool = 'atoll';
@@ -59,20 +60,6 @@ function patterns(): [number, Buffer][] {
     [4 * MiB + 4096, randomBytes(4096)],
     [9 * MiB + 123, randomBytes(100_000)],
   ];
-}
-
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined> | T | undefined,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(200);
-  }
 }
 
 interface LogEntry {

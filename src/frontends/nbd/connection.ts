@@ -117,8 +117,8 @@ export class Connection {
   private readonly baseAllocation: boolean;
   private readonly logger: Logger;
   private readonly queue = new ByteQueue();
-  /** The buffer every socket read lands in, when Node lets us (see own-read-buffer.ts). */
-  private ownInput: Buffer | null = null;
+  /** Socket reads land in one buffer of ours, when Node lets us (see own-read-buffer.ts). */
+  private ownInput = false;
   /**
    * A large WRITE whose payload is still arriving (own read buffer only): later reads are copied
    * straight into its pooled payload buffer, once, instead of being queued and copied again.
@@ -160,9 +160,7 @@ export class Connection {
     // Bytes the socket read before the switch below still come as 'data'.
     s.on('data', (chunk: Buffer) => this.received(chunk, false));
     const own = Buffer.allocUnsafeSlow(ownReadBufferBytes);
-    if (readIntoOwnBuffer(s as Socket, own, (bytes) => this.received(bytes, true))) {
-      this.ownInput = own;
-    }
+    this.ownInput = readIntoOwnBuffer(s as Socket, own, (bytes) => this.received(bytes, true));
     s.on('drain', () => this.pump());
     s.on('end', () => this.stop('soft', 'client closed its side'));
     s.on('close', () => this.stop('hard', 'socket closed'));
@@ -236,7 +234,7 @@ export class Connection {
         return true;
       }
       if (this.queue.length < requestHeaderBytes + header.lengthBytes) {
-        if (this.ownInput === null || header.lengthBytes <= writevBytesMin) return false;
+        if (!this.ownInput || header.lengthBytes <= writevBytesMin) return false;
         // A large payload still arriving: the rest goes straight into its buffer (received).
         this.queue.skip(requestHeaderBytes);
         const payload = writeBuffers.take(header.lengthBytes);
@@ -246,13 +244,13 @@ export class Connection {
         return false;
       }
       this.queue.skip(requestHeaderBytes);
-      // A payload spread over several socket chunks goes down as the chunks themselves when
-      // the export takes them (one pwritev on fs): joining 1 MiB costs a copy.
-      if (this.ownInput !== null) {
+      if (this.ownInput) {
         // The own read buffer is overwritten by the next read: the payload needs a copy. A
         // pooled one (given back in execute), since a fresh 4 KiB buffer is an ArrayBuffer.
         payload = this.queue.takeInto(writeBuffers.take(header.lengthBytes));
       } else {
+        // A payload spread over several socket chunks goes down as the chunks themselves when
+        // the export takes them (one pwritev on fs): joining 1 MiB costs a copy.
         payload =
           this.io.writev !== undefined && header.lengthBytes > writevBytesMin
             ? this.queue.takeChunks(header.lengthBytes)

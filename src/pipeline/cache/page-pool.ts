@@ -34,17 +34,8 @@ export class Page {
 
 export class PagePool {
   private readonly free: Page[] = [];
-  private slabs = 0;
 
   constructor(private readonly poison = false) {}
-
-  /** Pages made so far (live and free), for tests and stats. */
-  get pagesMade(): number {
-    return this.slabs * slabPages;
-  }
-  get pagesFree(): number {
-    return this.free.length;
-  }
 
   /** A page of `lengthBytes` (at most a page) with one reference; its bytes are undefined. */
   take(lengthBytes: number = pageBytes): Page {
@@ -80,7 +71,6 @@ export class PagePool {
 
   private grow(): Page {
     const slab = Buffer.allocUnsafe(slabPages * pageBytes);
-    this.slabs++;
     for (let i = slabPages - 1; i >= 1; i--) {
       this.free.push(new Page(slab.subarray(i * pageBytes, (i + 1) * pageBytes)));
     }
