@@ -271,6 +271,26 @@ describe('atoll CLI against atoll serve', () => {
     await expectFailure(['volume', 'list'], 1, /^atoll: cannot reach the atoll server/, nowhere);
   });
 
+  it('refuses bad serve flags with exit 2 before starting anything', async () => {
+    const fresh = join(workDir, 'never-created');
+    const serve = (...flags: string[]) => ['serve', '--data', fresh, ...flags];
+    await expectFailure(
+      serve('--ceph-poll-us', '100001'),
+      2,
+      /^atoll: invalid --ceph-poll-us '100001': 0\.\.100000/,
+    );
+    await expectFailure(serve('--ceph-poll-us', '-1'), 2, /invalid --ceph-poll-us '-1'/);
+    await expectFailure(serve('--ceph-poll-us', '1e3'), 2, /invalid --ceph-poll-us '1e3'/);
+    await expectFailure(
+      serve('--ceph-poll-us', '500'),
+      2,
+      /^atoll: --ceph-poll-us needs --backend rados/,
+    );
+    await expectFailure(serve('--ceph-timeout-ms', '999'), 2, /invalid --ceph-timeout-ms/);
+    await expectFailure(serve('--ceph-blocklist-s', '59'), 2, /invalid --ceph-blocklist-s/);
+    await assert.rejects(stat(fresh), { code: 'ENOENT' });
+  });
+
   it('stops on SIGTERM with exit code 0', async () => {
     const exited = once(serveProcess, 'exit');
     serveProcess.kill('SIGTERM');

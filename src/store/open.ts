@@ -48,6 +48,11 @@ export interface OpenOptions {
      * the volume over (seconds, 60..2592000, default 3600; 0 = never blocklist).
      */
     readonly blocklistExpireSeconds?: number;
+    /**
+     * How long the event loop polls for RADOS completions while one or two calls are in flight
+     * (µs, 0..100000, default 2000; 0 = never; see RadosPolling).
+     */
+    readonly pollMicros?: number;
   };
   /** Blocks younger than this are never collected (default 60 s; covers uploads in flight). */
   readonly gcGraceMs?: number;
@@ -200,7 +205,7 @@ async function openBackend(
   if (choice === 'rados') {
     if (rados === undefined) throw new StoreError('INVALID', 'the rados backend needs a pool');
     // Imported on demand: the native addon exists only where librados-dev was installed.
-    const { RadosBackend } = await import('../backends/rados/rados-backend.js');
+    const { RadosBackend, pollingDefaults } = await import('../backends/rados/rados-backend.js');
     const opTimeoutMs = rados.opTimeoutMs ?? 30_000;
     return RadosBackend.open({
       pool: rados.pool,
@@ -211,6 +216,14 @@ async function openBackend(
       ...(rados.blocklistExpireSeconds === undefined
         ? {}
         : { blocklistExpireSeconds: rados.blocklistExpireSeconds }),
+      ...(rados.pollMicros === undefined
+        ? {}
+        : {
+            polling: {
+              windowMicros: rados.pollMicros,
+              graceMicros: Math.min(pollingDefaults.graceMicros, rados.pollMicros),
+            },
+          }),
       onClientEvent: (event) => {
         switch (event.type) {
           case 'blocklisted-holder':

@@ -79,6 +79,12 @@ export interface NativeCluster {
   blocklistAdd(addr: string, seconds: number): Promise<void>;
   /** aio operations in flight (tests check it returns to 0). */
   inflight(): number;
+  /**
+   * Keeps the event loop polling, not sleeping, while 1..depth aio operations are in flight (up
+   * to `windowMicros` after the latest start or completion) and `graceMicros` after the last
+   * one completes. windowMicros 0 (the default) never polls; depth defaults to unlimited.
+   */
+  setPolling(windowMicros: number, graceMicros: number, depth?: number): void;
   shutdown(): Promise<void>;
 }
 

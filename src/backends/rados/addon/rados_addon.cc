@@ -10,6 +10,12 @@
 //   calls without an aio form (connect, ioctx create, lock, list lockers, break lock, object
 //   listing, blocklist, shutdown): Napi::AsyncWorker on the libuv pool, off the data path.
 //
+// Polling (setPolling): while 1..depth ops are in flight, an active uv_idle handle makes libuv
+// poll with a zero timeout instead of sleeping, until `window` after the latest start or
+// completion (`grace` after the last completion). The tsfn's wake-up is then read by a running
+// thread: waking a sleeping one costs more than the op on a VM. Unref'd: never keeps the
+// process alive.
+//
 // The tsfn is Ref'd while any aio op is in flight and Unref'd at zero, so an idle connection
 // never keeps the process alive and a busy one does. Errors reject with an Error carrying
 // `errno` (negative, as librados returns it) and `call` (the librados function); the
@@ -24,8 +30,10 @@
 // they run in no particular order and destroying an ioctx after its cluster would crash.
 #include <napi.h>
 #include <rados/librados.h>
+#include <uv.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -117,6 +125,7 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
                            InstanceMethod("instanceId", &Cluster::InstanceId),
                            InstanceMethod("blocklistAdd", &Cluster::BlocklistAdd),
                            InstanceMethod("inflight", &Cluster::Inflight),
+                           InstanceMethod("setPolling", &Cluster::SetPolling),
                            InstanceMethod("shutdown", &Cluster::Shutdown),
                        });
   }
@@ -154,6 +163,25 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
     }
     tsfn_ = Tsfn::New(env, "atoll-rados", 0, 1, this);
     tsfn_.Unref(env);  // idle: do not keep the process alive
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
+    }
+    poller_ = new uv_idle_t;
+    uv_idle_init(loop, poller_);
+    poller_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(poller_));  // liveness is the tsfn's job
+    napi_add_env_cleanup_hook(env, ClosePoller, this);
+    env_ = env;
+  }
+
+  ~Cluster() override { StopPoller(); }
+
+  // Closes the poller once, at shutdown, collection or environment teardown, whichever is first.
+  void StopPoller() {
+    if (poller_ == nullptr) return;
+    napi_remove_env_cleanup_hook(env_, ClosePoller, this);
+    ClosePoller(this);
   }
 
   rados_t handle() const { return rados_; }
@@ -162,9 +190,16 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
   // Counts an op in flight; the first one keeps the event loop alive.
   void Started(Napi::Env env) {
     if (inflight_++ == 0) tsfn_.Ref(env);
+    Poll(pollNs_);
   }
   void Finished(Napi::Env env) {
     if (--inflight_ == 0) tsfn_.Unref(env);
+    if (inflight_ > 0) {
+      Poll(pollNs_);
+    } else {
+      pollUntil_ = 0;  // the window of the last op ends; only the grace remains
+      Poll(pollNs_ == 0 ? 0 : graceNs_);
+    }
   }
   void Post(AioOp* op) {
     // Unbounded queue: NonBlockingCall only fails once the tsfn is released, which shutdown
@@ -210,11 +245,59 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
     return Napi::Number::New(info.Env(), static_cast<double>(inflight_));
   }
 
+  // setPolling(windowMicros, graceMicros[, depth]): see "Polling" in the design note.
+  Napi::Value SetPolling(const Napi::CallbackInfo& info) {
+    auto micros = [&](size_t index) -> uint64_t {
+      double value = info[index].IsNumber() ? info[index].As<Napi::Number>().DoubleValue() : -1;
+      if (!(value >= 0 && value <= 1e9)) {
+        throw Napi::TypeError::New(info.Env(), "setPolling(windowMicros, graceMicros[, depth])");
+      }
+      return static_cast<uint64_t>(value * 1000);
+    };
+    pollNs_ = micros(0);
+    graceNs_ = micros(1);
+    pollDepth_ = info[2].IsNumber() ? static_cast<size_t>(micros(2) / 1000) : SIZE_MAX;
+    return info.Env().Undefined();
+  }
+
+  // Keeps the event loop from sleeping for `ns` from now (extends a window, never shortens it).
+  void Poll(uint64_t ns) {
+    if (ns == 0 || poller_ == nullptr || inflight_ > pollDepth_) return;
+    uint64_t until = uv_hrtime() + ns;
+    if (until > pollUntil_) pollUntil_ = until;
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(poller_))) uv_idle_start(poller_, OnPoll);
+  }
+
+  // An active idle handle makes libuv poll for I/O with a zero timeout, so completions posted
+  // by librados threads (and the next client request) are picked up without waking a sleeping
+  // thread; once the window ends the loop sleeps again.
+  static void OnPoll(uv_idle_t* handle) {
+    auto* self = static_cast<Cluster*>(handle->data);
+    if (self->inflight_ > self->pollDepth_ || uv_hrtime() >= self->pollUntil_) {
+      uv_idle_stop(handle);
+    }
+  }
+
+  static void ClosePoller(void* arg) {
+    auto* self = static_cast<Cluster*>(arg);
+    if (self->poller_ == nullptr) return;
+    uv_idle_stop(self->poller_);
+    uv_close(reinterpret_cast<uv_handle_t*>(self->poller_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_idle_t*>(handle); });
+    self->poller_ = nullptr;
+  }
+
   friend class ConnectWorker;
   friend class ShutdownWorker;
   rados_t rados_ = nullptr;
   Tsfn tsfn_;
   size_t inflight_ = 0;
+  napi_env env_ = nullptr;
+  uv_idle_t* poller_ = nullptr;
+  uint64_t pollNs_ = 0;
+  uint64_t graceNs_ = 0;
+  uint64_t pollUntil_ = 0;
+  size_t pollDepth_ = SIZE_MAX;
   bool connected_ = false;
   bool shut_ = false;
 };
@@ -306,6 +389,7 @@ class ShutdownWorker : public PromiseWorker {
   Napi::Value Result(Napi::Env env) override {
     cluster_->rados_ = nullptr;
     cluster_->tsfn_.Release();
+    cluster_->StopPoller();
     return env.Undefined();
   }
 
