@@ -7,7 +7,7 @@
 # and QD16, 4M sequential write and read (QD16). Jobs are interleaved, so all sides see the same
 # cluster state: each job runs on Atoll, then on fio's rbd engine (librbd, cache off,
 # time-based: the same client tool on both sides), then on qemu-nbd over librbd (below), then
-# `rbd bench` twice for the 4K jobs: as it comes (rbd_cache on: librbd's write-back cache
+# `rbd bench` twice for every job: as it comes (rbd_cache on: librbd's write-back cache
 # acknowledges writes from memory, which is what makes its QD1 writes fast) and with
 # --rbd-cache=false, the like-for-like anchor for Atoll without a cache stage; then qemu-img
 # bench.
@@ -211,7 +211,7 @@ fi
 quarter=$(( $(bytes "$io_total_4k") / 4 ))
 total_4k=$(bytes "$io_total_4k")
 total_4m=$(bytes "$io_total_4m")
-# job rw bs qd | rbd bench: type pattern threads total (4K jobs also run with --rbd-cache=false)
+# job rw bs qd | rbd bench: type pattern threads total (each also runs with --rbd-cache=false)
 for spec in "randwrite-4k-qd1 randwrite 4k 1 write rand 1 $quarter" \
   "randwrite-4k-qd16 randwrite 4k 16 write rand 16 $total_4k" \
   "randread-4k-qd1 randread 4k 1 read rand 1 $quarter" \
@@ -230,9 +230,8 @@ for spec in "randwrite-4k-qd1 randwrite 4k 1 write rand 1 $quarter" \
   fi
   if [ -z "${NO_RBD_BENCH:-}" ]; then
     rbd_bench "$job" "$type" "${bs^^}" "$pattern" "$threads" "$total"
-    if [ "$bs" = 4k ]; then
-      rbd_bench "$job" "$type" 4K "$pattern" "$threads" "$total" librbd-nocache --rbd-cache=false
-    fi
+    rbd_bench "$job" "$type" "${bs^^}" "$pattern" "$threads" "$total" librbd-nocache \
+      --rbd-cache=false
   fi
   if [ -n "$qemu" ]; then
     step=$(bytes "$bs")
