@@ -165,6 +165,9 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
     tsfn_.Unref(env);  // idle: do not keep the process alive
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      tsfn_.Release();
+      rados_shutdown(rados_);
+      rados_ = nullptr;
       throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
     }
     poller_ = new uv_idle_t;
