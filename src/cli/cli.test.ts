@@ -287,7 +287,21 @@ describe('atoll CLI against atoll serve', () => {
       /^atoll: --ceph-poll-us needs --backend rados/,
     );
     await expectFailure(serve('--ceph-timeout-ms', '999'), 2, /invalid --ceph-timeout-ms/);
-    await expectFailure(serve('--ceph-blocklist-s', '59'), 2, /invalid --ceph-blocklist-s/);
+    await expectFailure(
+      serve('--ceph-blocklist-s', '59'),
+      2,
+      /invalid --ceph-blocklist-s '59': 0 or 60\.\.2592000/,
+    );
+    await expectFailure(
+      serve('--ceph-blocklist-s', '0'),
+      2,
+      /^atoll: --ceph-blocklist-s needs --backend rados/,
+    );
+    await expectFailure(
+      serve('--volume-lease-ms', '600001'),
+      2,
+      /invalid --volume-lease-ms '600001': 1000\.\.600000/,
+    );
     await assert.rejects(stat(fresh), { code: 'ENOENT' });
   });
 

@@ -100,6 +100,23 @@ interface ServeOptions {
   readonly sharedCache?: string;
 }
 
+/** A whole-number flag of the rados backend: min..max, or 0 with `orZero`; undefined if absent. */
+function parseRadosFlag(
+  backend: string,
+  name: string,
+  text: string | undefined,
+  [min, max, orZero = false]: readonly [number, number, boolean?],
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  const inRange = (orZero && value === 0) || (value >= min && value <= max);
+  if (!/^\d{1,9}$/.test(text) || !inRange) {
+    throw new UsageError(`invalid ${name} '${text}': ${orZero ? '0 or ' : ''}${min}..${max}`);
+  }
+  if (backend !== 'rados') throw new UsageError(`${name} needs --backend rados`);
+  return value;
+}
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
@@ -167,48 +184,23 @@ async function serve(options: ServeOptions): Promise<void> {
     throw new UsageError('--backend rados needs --pool POOL (and --ceph-conf FILE)');
   }
   const metadata = parseMetadata(options, backend);
-  let volumeLeaseTtlMs: number | undefined;
-  if (options.volumeLeaseMs !== undefined) {
-    volumeLeaseTtlMs = Number(options.volumeLeaseMs);
-    if (!/^\d{4,6}$/.test(options.volumeLeaseMs) || volumeLeaseTtlMs > 600_000) {
-      throw new UsageError(`invalid --volume-lease-ms '${options.volumeLeaseMs}': 1000..600000`);
-    }
-    if (backend !== 'rados') throw new UsageError('--volume-lease-ms needs --backend rados');
-  }
+  const radosFlag = (
+    name: string,
+    text: string | undefined,
+    range: readonly [number, number, boolean?],
+  ) => parseRadosFlag(backend, name, text, range);
+  const volumeLeaseTtlMs = radosFlag('--volume-lease-ms', options.volumeLeaseMs, [1000, 600_000]);
   const level = process.env.ATOLL_LOG_LEVEL ?? 'info';
   const { destination, pino } = await import('pino');
   const { openAtoll } = await import('../../store/open.js');
   const logger = pino({ level }, destination({ dest: 2, sync: true }));
-  let opTimeoutMs: number | undefined;
-  if (options.cephTimeoutMs !== undefined) {
-    opTimeoutMs = Number(options.cephTimeoutMs);
-    if (!/^\d{4,6}$/.test(options.cephTimeoutMs) || opTimeoutMs > 600_000) {
-      throw new UsageError(`invalid --ceph-timeout-ms '${options.cephTimeoutMs}': 1000..600000`);
-    }
-    if (backend !== 'rados') throw new UsageError('--ceph-timeout-ms needs --backend rados');
-  }
-  let blocklistExpireSeconds: number | undefined;
-  if (options.cephBlocklistS !== undefined) {
-    blocklistExpireSeconds = Number(options.cephBlocklistS);
-    const valid =
-      /^\d{1,7}$/.test(options.cephBlocklistS) &&
-      (blocklistExpireSeconds === 0 ||
-        (blocklistExpireSeconds >= 60 && blocklistExpireSeconds <= 2_592_000));
-    if (!valid) {
-      throw new UsageError(
-        `invalid --ceph-blocklist-s '${options.cephBlocklistS}': 0 or 60..2592000`,
-      );
-    }
-    if (backend !== 'rados') throw new UsageError('--ceph-blocklist-s needs --backend rados');
-  }
-  let pollMicros: number | undefined;
-  if (options.cephPollUs !== undefined) {
-    pollMicros = Number(options.cephPollUs);
-    if (!/^\d{1,6}$/.test(options.cephPollUs) || pollMicros > 100_000) {
-      throw new UsageError(`invalid --ceph-poll-us '${options.cephPollUs}': 0..100000`);
-    }
-    if (backend !== 'rados') throw new UsageError('--ceph-poll-us needs --backend rados');
-  }
+  const opTimeoutMs = radosFlag('--ceph-timeout-ms', options.cephTimeoutMs, [1000, 600_000]);
+  const blocklistExpireSeconds = radosFlag('--ceph-blocklist-s', options.cephBlocklistS, [
+    60,
+    2_592_000,
+    true,
+  ]);
+  const pollMicros = radosFlag('--ceph-poll-us', options.cephPollUs, [0, 100_000]);
   const rados =
     options.pool === undefined
       ? {}
