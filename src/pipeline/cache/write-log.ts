@@ -155,7 +155,12 @@ export class WriteLog {
       const firstSeq = batch[0]?.seq ?? 0;
       const bytes = batch.reduce((n, r) => n + r.recordBytes, 0);
       try {
-        const segment = await this.segmentFor(firstSeq, bytes);
+        let segment = await this.segmentFor(firstSeq, bytes);
+        // A release while segmentFor resolved may have dropped that segment (the current one
+        // goes when fully released) and removed its file: appending there would leave records
+        // no release ever drops, replayed over newer bytes at the next open. Marked appending
+        // in the same step as this check, it cannot be dropped any more.
+        while (!this.segments.includes(segment)) segment = await this.segmentFor(firstSeq, bytes);
         const chunks: Uint8Array[] = [];
         for (const r of batch) chunks.push(encodeHeader(r.seq, r.offsetBytes, r.data), r.data);
         this.appending = segment;
