@@ -1218,7 +1218,7 @@ function validateHealthOptions(options: RadosBackendOptions): void {
   }
 }
 
-/** librados takes whole seconds; anything shorter than one would mean "forever" (0). */
+/** Polling options in range (see RadosPolling); INVALID otherwise. */
 function validatePolling(given: Partial<RadosPolling> | undefined): void {
   const { windowMicros, graceMicros, depth } = { ...pollingDefaults, ...given };
   const within = (value: number, max: number, min = 0) =>
@@ -1237,6 +1237,7 @@ function validatePolling(given: Partial<RadosPolling> | undefined): void {
   }
 }
 
+/** librados takes whole seconds; anything shorter than one would mean "forever" (0). */
 function seconds(ms: number | undefined, what: string): string {
   const value = ms ?? defaultTimeoutMs;
   if (!Number.isFinite(value) || value <= 0 || value > leaseTtlMsMax) {
