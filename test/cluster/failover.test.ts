@@ -27,14 +27,10 @@ import { readdir } from 'node:fs/promises';
 import { createInterface, type Interface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type CephCluster,
-  cephUnavailableReason,
-  startCephCluster,
-} from '../helpers/ceph-cluster.js';
-import { type PgCluster, pgUnavailableReason, startPgCluster } from '../helpers/pg-cluster.js';
-import { HttpClient, type ServerProcess, startServer } from '../helpers/server.js';
-import { makeTempDir, removeDir } from '../helpers/store.js';
+import { cephUnavailableReason } from '../helpers/ceph-cluster.js';
+import { pgUnavailableReason } from '../helpers/pg-cluster.js';
+import { type RadosNodeOptions, RadosNodes } from '../helpers/rados-nodes.js';
+import { HttpClient, type ServerProcess } from '../helpers/server.js';
 import { requireTool, run, toolEnv } from '../peers/nbd/harness.js';
 
 const pool = 'atoll';
@@ -246,56 +242,14 @@ if (reason !== undefined && required) {
   describe('failover and fencing between nodes on one Ceph pool and one PostgreSQL', {
     skip: reason === undefined ? false : reason,
   }, () => {
-    let pg: PgCluster | undefined;
-    let ceph: CephCluster | undefined;
-    const started: ServerProcess[] = [];
-    const dirs: string[] = [];
-
-    before(async () => {
-      [pg, ceph] = await Promise.all([startPgCluster('failover'), startCephCluster(pool)]);
-    });
-
-    after(async () => {
-      for (const n of started) {
-        n.child.kill('SIGCONT'); // a node left paused by a failed test
-        await n.kill9();
-      }
-      for (const dir of dirs) await removeDir(dir);
-      await pg?.wipe();
-      await ceph?.wipe();
-    });
-
-    /** Starts nodes at once on the shared pool and database, one per lease ttl (null: default). */
-    async function startNodes(leaseMs: readonly (number | null)[]): Promise<ServerProcess[]> {
-      assert.ok(pg !== undefined && ceph !== undefined, 'clusters started');
-      const metadata = pg.url;
-      const conf = ceph.conf;
-      const nodeDirs = await Promise.all(leaseMs.map((_, i) => makeTempDir(`failover-node${i}`)));
-      dirs.push(...nodeDirs);
-      const results = await Promise.allSettled(
-        nodeDirs.map((dataDir, i) =>
-          startServer({
-            dataDir,
-            backend: 'rados',
-            metadata,
-            extraArgs: [
-              ...['--pool', pool, '--ceph-conf', conf],
-              ...(leaseMs[i] == null ? [] : ['--volume-lease-ms', String(leaseMs[i])]),
-            ],
-            readyTimeoutMs: 60_000,
-          }),
-        ),
-      );
-      const nodes: ServerProcess[] = [];
-      for (const r of results) if (r.status === 'fulfilled') nodes.push(r.value);
-      started.push(...nodes);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-      return nodes;
-    }
+    const cluster = new RadosNodes('failover', pool);
+    before(() => cluster.start());
+    after(() => cluster.close());
+    const startNodes = (nodes: readonly RadosNodeOptions[]) => cluster.startNodes(nodes);
 
     it('fences a paused node: its queued and late writes fail, the new holder keeps its data', async (t) => {
       if (!requireTool(t, 'nbdsh')) return;
-      const [a, b, c] = await startNodes([shortLeaseMs, null, null]);
+      const [a, b, c] = await startNodes([{ leaseMs: shortLeaseMs }, {}, {}]);
       assert.ok(a !== undefined && b !== undefined && c !== undefined);
       const http = (n: ServerProcess) => new HttpClient(n.url, n.token);
       await http(a).expect([200, 201], '/api/volumes', {
@@ -379,14 +333,13 @@ if (reason !== undefined && required) {
 
     it('fio verify over NBD survives kill -9 of the serving node (verify-only run on another)', async (t) => {
       if (!requireTool(t, 'fio')) return;
-      const [d, e] = await startNodes([shortLeaseMs, null]);
+      const [d, e] = await startNodes([{ leaseMs: shortLeaseMs }, {}]);
       assert.ok(d !== undefined && e !== undefined);
       await new HttpClient(d.url, d.token).expect([200, 201], '/api/volumes', {
         method: 'POST',
         json: { name: 'fio', sizeBytes: 64 * MiB },
       });
-      const dir = await makeTempDir('failover-fio');
-      dirs.push(dir);
+      const dir = await cluster.tempDir('failover-fio');
       // Fill the volume first (flushed at the end), so the job's writes land in place on
       // private blocks already in the map: then a write fio saw complete is on the OSD even when
       // D dies between it and the flush that follows it (fsync=1 only flushes after the

@@ -24,15 +24,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import {
-  type CephCluster,
-  cephRequired,
-  cephUnavailableReason,
-  startCephCluster,
-} from '../helpers/ceph-cluster.js';
-import { type PgCluster, pgUnavailableReason, startPgCluster } from '../helpers/pg-cluster.js';
-import { HttpClient, type ServerProcess, startServer } from '../helpers/server.js';
-import { makeTempDir, removeDir } from '../helpers/store.js';
+import { cephRequired, cephUnavailableReason } from '../helpers/ceph-cluster.js';
+import { pgUnavailableReason } from '../helpers/pg-cluster.js';
+import { type RadosNodeOptions, RadosNodes } from '../helpers/rados-nodes.js';
+import { HttpClient, type ServerProcess } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 import { Cmd, RawClient } from '../peers/nbd/raw-client.js';
 
@@ -136,59 +131,10 @@ if (reason !== undefined && cephRequired()) {
   describe('a node that loses its volume leases (rados + PostgreSQL)', {
     skip: reason === undefined ? false : reason,
   }, () => {
-    let pg: PgCluster | undefined;
-    let ceph: CephCluster | undefined;
-    const started: ServerProcess[] = [];
-    const dirs: string[] = [];
-
-    before(async () => {
-      [pg, ceph] = await Promise.all([
-        startPgCluster('lease-loss'),
-        startCephCluster(pool, { store: 'bluestore' }),
-      ]);
-    });
-
-    after(async () => {
-      for (const n of started) {
-        n.child.kill('SIGCONT'); // a node left paused by a failed test
-        await n.kill9();
-      }
-      for (const dir of dirs) await removeDir(dir);
-      await pg?.wipe();
-      await ceph?.wipe();
-    });
-
-    /** Starts nodes at once on the shared pool and database. */
-    async function startNodes(
-      nodes: readonly { leaseMs?: number; opTimeoutMs?: number }[],
-    ): Promise<ServerProcess[]> {
-      assert.ok(pg !== undefined && ceph !== undefined, 'clusters started');
-      const metadata = pg.url;
-      const conf = ceph.conf;
-      const nodeDirs = await Promise.all(nodes.map((_, i) => makeTempDir(`lease-loss-${i}`)));
-      dirs.push(...nodeDirs);
-      const results = await Promise.allSettled(
-        nodeDirs.map((dataDir, i) => {
-          const { leaseMs, opTimeoutMs: timeoutMs } = nodes[i] ?? {};
-          return startServer({
-            dataDir,
-            backend: 'rados',
-            metadata,
-            extraArgs: [
-              ...['--pool', pool, '--ceph-conf', conf],
-              ...(leaseMs === undefined ? [] : ['--volume-lease-ms', String(leaseMs)]),
-              ...(timeoutMs === undefined ? [] : ['--ceph-timeout-ms', String(timeoutMs)]),
-            ],
-            readyTimeoutMs: 60_000,
-          });
-        }),
-      );
-      const out: ServerProcess[] = [];
-      for (const r of results) if (r.status === 'fulfilled') out.push(r.value);
-      started.push(...out);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-      return out;
-    }
+    const cluster = new RadosNodes('lease-loss', pool, { store: 'bluestore' });
+    before(() => cluster.start());
+    after(() => cluster.close());
+    const startNodes = (nodes: readonly RadosNodeOptions[]) => cluster.startNodes(nodes);
 
     const http = (n: ServerProcess) => new HttpClient(n.url, n.token);
     const port = (n: ServerProcess) => Number(n.nbdAddress.split(':').pop());
@@ -205,6 +151,7 @@ if (reason !== undefined && cephRequired()) {
 
     /** The volume's lease as its lock object records it: epoch and holder cookie. */
     async function lockRecord(volumeId: string): Promise<{ epoch: number; holder: string }> {
+      const { ceph } = cluster;
       assert.ok(ceph !== undefined);
       const { conf, dir } = ceph;
       const get = async (xattr: string) =>
@@ -317,6 +264,7 @@ if (reason !== undefined && cephRequired()) {
     });
 
     it('drops the volumes when an OSD outage outlasts the lease; reconnecting clients see every flushed write', async (t) => {
+      const { ceph } = cluster;
       assert.ok(ceph !== undefined);
       const [node] = await startNodes([{ leaseMs: shortLeaseMs, opTimeoutMs }]);
       assert.ok(node !== undefined);

@@ -24,20 +24,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type CephCluster,
-  cephRequired,
-  cephUnavailableReason,
-  startCephCluster,
-} from '../helpers/ceph-cluster.js';
-import { type PgCluster, pgUnavailableReason, startPgCluster } from '../helpers/pg-cluster.js';
-import {
-  HttpClient,
-  type HttpResponse,
-  type ServerProcess,
-  startServer,
-} from '../helpers/server.js';
-import { makeTempDir, removeDir } from '../helpers/store.js';
+import { cephRequired, cephUnavailableReason } from '../helpers/ceph-cluster.js';
+import { pgUnavailableReason } from '../helpers/pg-cluster.js';
+import { type RadosNodeOptions, RadosNodes } from '../helpers/rados-nodes.js';
+import { HttpClient, type HttpResponse, type ServerProcess } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 import { Cmd, RawClient } from '../peers/nbd/raw-client.js';
 
@@ -96,56 +86,10 @@ if (reason !== undefined && cephRequired()) {
   describe('a node blocklisted while the monitors do not answer (rados + PostgreSQL)', {
     skip: reason === undefined ? false : reason,
   }, () => {
-    let pg: PgCluster | undefined;
-    let ceph: CephCluster | undefined;
-    const started: ServerProcess[] = [];
-    const dirs: string[] = [];
-
-    before(async () => {
-      [pg, ceph] = await Promise.all([startPgCluster('reconnect-failure'), startCephCluster(pool)]);
-    });
-
-    after(async () => {
-      for (const n of started) {
-        n.child.kill('SIGCONT'); // a node left paused by a failed test
-        await n.kill9();
-      }
-      for (const dir of dirs) await removeDir(dir);
-      await pg?.wipe();
-      await ceph?.wipe();
-    });
-
-    /** Starts nodes at once on the shared pool and database. */
-    async function startNodes(
-      nodes: readonly { opTimeoutMs?: number }[],
-    ): Promise<ServerProcess[]> {
-      assert.ok(pg !== undefined && ceph !== undefined, 'clusters started');
-      const metadata = pg.url;
-      const conf = ceph.conf;
-      const nodeDirs = await Promise.all(nodes.map((_, i) => makeTempDir(`reconnect-${i}`)));
-      dirs.push(...nodeDirs);
-      const results = await Promise.allSettled(
-        nodeDirs.map((dataDir, i) => {
-          const timeoutMs = nodes[i]?.opTimeoutMs;
-          return startServer({
-            dataDir,
-            backend: 'rados',
-            metadata,
-            extraArgs: [
-              ...['--pool', pool, '--ceph-conf', conf],
-              ...['--volume-lease-ms', String(leaseMs)],
-              ...(timeoutMs === undefined ? [] : ['--ceph-timeout-ms', String(timeoutMs)]),
-            ],
-            readyTimeoutMs: 60_000,
-          });
-        }),
-      );
-      const out: ServerProcess[] = [];
-      for (const r of results) if (r.status === 'fulfilled') out.push(r.value);
-      started.push(...out);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-      return out;
-    }
+    const cluster = new RadosNodes('reconnect', pool);
+    before(() => cluster.start());
+    after(() => cluster.close());
+    const startNodes = (nodes: readonly RadosNodeOptions[]) => cluster.startNodes(nodes);
 
     const http = (n: ServerProcess) => new HttpClient(n.url, n.token);
     const port = (n: ServerProcess) => Number(n.nbdAddress.split(':').pop());
@@ -173,6 +117,7 @@ if (reason !== undefined && cephRequired()) {
     }
 
     it('stays up and answers 503 while it cannot reconnect; serves again once the monitors answer', async (t) => {
+      const { ceph } = cluster;
       assert.ok(ceph !== undefined);
       const [a, b] = await startNodes([{ opTimeoutMs: cephTimeoutMs }, {}]);
       assert.ok(a !== undefined && b !== undefined);
